@@ -1,0 +1,46 @@
+# vitlab — two commands on a fresh machine:
+#   make lab    set up .venv (when missing) and open the notebook series in JupyterLab
+#   make test   set up .venv (when missing) and run every test: unit tests and all notebooks (FAST mode)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vitlab-installed
+SHARED ?= ../shared/data
+
+.PHONY: setup data lab test train benchmarks clean-runs
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Link the local copies of the datasets (when present) into the data/ cache, torchvision's layout.
+data:
+	@for pair in mnist:MNIST fashion-mnist:FashionMNIST; do \
+	  src=$(SHARED)/$${pair%%:*}; dst=data/$${pair##*:}/raw; \
+	  if [ -d "$$src" ]; then mkdir -p $$dst; for f in $$src/*.gz; do ln -sf "$$(cd $$(dirname $$f) && pwd)/$$(basename $$f)" $$dst/; done; \
+	  echo "linked $$src -> $$dst"; fi; \
+	done
+
+lab: setup data
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests and every notebook, top to bottom in a fresh kernel, in FAST mode (CI=1).
+test: setup data
+	CI=1 TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=1800 tests notebooks
+
+# The default recipe from the command line (writes runs/vit_tiny_mnist/).
+train: setup data
+	$(BIN)/vitlab train
+
+benchmarks: setup data
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/accuracy.py
+
+clean-runs:
+	rm -rf runs/fast

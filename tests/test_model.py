@@ -1,0 +1,110 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitlab import AttentionRecorder, ViT, ViTConfig, count_parameters, patchify, unpatchify, vit_micro_mnist
+from vitlab.model import PRESETS, sincos_pos_embed_2d
+
+
+def test_patchify_unpatchify_round_trip():
+    x = torch.randn(3, 2, 28, 28)
+    for p in (2, 4, 7, 14):
+        patches = patchify(x, p)
+        assert patches.shape == (3, (28 // p) ** 2, p * p * 2)
+        assert torch.equal(unpatchify(patches, p, channels=2), x)
+
+
+def test_patchify_order_is_row_major():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    p = patchify(x, 2)
+    assert p[0, 0].tolist() == [0, 1, 4, 5]  # top-left patch
+    assert p[0, 1].tolist() == [2, 3, 6, 7]  # top-right patch, next in the sequence
+
+
+def test_patch_embed_is_linear_on_patches():
+    torch.manual_seed(0)
+    m = ViT(vit_micro_mnist())
+    x = torch.randn(2, 1, 28, 28)
+    conv = m.patch_embed(x)  # (B, N, D)
+    w = m.patch_embed.proj.weight  # (D, C, P, P)
+    by_hand = patchify(x, 7) @ w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).T + m.patch_embed.proj.bias
+    assert torch.allclose(conv, by_hand, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [vit_micro_mnist(), vit_micro_mnist(pos_embed="sincos", pool="mean"),
+                                 vit_micro_mnist(pos_embed="none", prenorm=False)])
+def test_fast_and_explicit_attention_agree(cfg):
+    torch.manual_seed(0)
+    m = ViT(cfg).eval()
+    x = torch.randn(4, 1, 28, 28)
+    fast = m(x)
+    tokens, attns = m.forward_features(x, return_attn=True)
+    slow = m.forward_head(tokens)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert len(attns) == cfg.depth
+    T = cfg.num_patches + 1
+    for a in attns:
+        assert a.shape == (4, cfg.heads, T, T)
+        assert torch.allclose(a.sum(-1), torch.ones(4, cfg.heads, T), atol=1e-5)  # rows are distributions
+        assert (a >= 0).all()
+
+
+def test_recorder_uses_named_methods_and_returns_stacked_attention():
+    torch.manual_seed(0)
+    m = ViT(vit_micro_mnist()).eval()
+    x = torch.randn(3, 1, 28, 28)
+    logits, attn = AttentionRecorder(m)(x)
+    assert attn.shape == (3, 2, 2, 17, 17)
+    assert torch.allclose(logits, m(x), atol=1e-5)
+
+
+def test_shapes_of_features_and_head():
+    m = ViT(vit_micro_mnist(num_classes=3))
+    x = torch.randn(5, 1, 28, 28)
+    feats = m.forward_features(x)
+    assert feats.shape == (5, 17, 32)
+    assert m.forward_head(feats, pre_logits=True).shape == (5, 32)
+    assert m(x).shape == (5, 3)
+
+
+def test_input_shape_errors_name_expected_and_actual():
+    m = ViT(vit_micro_mnist())
+    with pytest.raises(ValueError, match=r"expected input of shape \(B, 1, 28, 28\), got \(2, 3, 28, 28\)"):
+        m(torch.randn(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"got \(2, 1, 32, 32\)"):
+        m(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"got \(28, 28\)"):
+        m(torch.randn(28, 28))
+    with pytest.raises(TypeError, match="expected a torch.Tensor"):
+        m([[0.0]])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="image_size 28 is not divisible by patch_size 5"):
+        ViTConfig(patch_size=5)
+    with pytest.raises(ValueError, match="dim 64 is not divisible by heads 5"):
+        ViTConfig(heads=5)
+    with pytest.raises(ValueError, match="pos_embed"):
+        ViTConfig(pos_embed="rope")
+    with pytest.raises(ValueError, match="unknown ViTConfig fields"):
+        ViTConfig.from_dict({"dim": 64, "wdith": 3})
+
+
+def test_sincos_embedding():
+    pe = sincos_pos_embed_2d(32, 4)
+    assert pe.shape == (16, 32)
+    assert torch.allclose(pe.pow(2).sum(1), torch.full((16,), 16.0))  # 16 sin/cos pairs, each of norm 1
+    assert len(torch.unique(pe, dim=0)) == 16  # every position distinct
+    m = ViT(vit_micro_mnist(pos_embed="sincos"))
+    assert "pos_embed" not in m.state_dict()  # fixed, not learned, not saved
+
+
+def test_presets_and_parameter_counts():
+    counts = {name: count_parameters(ViT(fn())) for name, fn in PRESETS.items()}
+    assert counts["vit_micro_mnist"] < counts["vit_tiny_mnist"] < counts["vit_small_mnist"]
+
+
+def test_gradients_reach_every_parameter():
+    m = ViT(vit_micro_mnist())
+    F.cross_entropy(m(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())

@@ -1,0 +1,119 @@
+import math
+
+import pytest
+import torch
+
+from vitlab import CheckpointError, TrainConfig, Trainer, ViT, evaluate, set_seed, train_or_load, vit_micro_mnist, vit_tiny_mnist
+from vitlab.train import layer_of, lr_at
+
+
+def test_lr_schedule_shapes():
+    total, warm, peak = 100, 10, 1e-3
+    lrs = [lr_at(s, total, warm, peak, "cosine", 1e-5) for s in range(total)]
+    assert lrs[9] == pytest.approx(peak)  # end of warm-up
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))  # rising during warm-up
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # falling after
+    assert lrs[-1] == pytest.approx(1e-5, abs=2e-6)
+    one = [lr_at(s, total, warm, peak, "onecycle", 1e-6) for s in range(total)]
+    assert one[0] == pytest.approx(peak / 25) and max(one) == pytest.approx(peak, rel=1e-2)
+    assert lr_at(50, total, warm, peak, "constant", 0) == peak
+
+
+def test_layer_grouping():
+    assert layer_of("blocks.3.attn.qkv.weight") == "blocks.3"
+    assert layer_of("patch_embed.proj.weight") == "patch_embed"
+    assert layer_of("cls_token") == "cls_token"
+    assert layer_of("stage1.0.weight") == "stage1.0"  # a CNN stage's conv layers, one by one
+
+
+def _trainer(data, tmp_path, epochs=2, **kw):
+    set_seed(0)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, max_steps_per_epoch=6, seed=0, grad_snapshot_every=4, **kw)
+    return Trainer(ViT(vit_micro_mnist(dropout=0.1)), data.train, data.val.take(200), cfg,
+                   checkpoint_path=tmp_path / "ckpt.pt", progress=False, verbose=False)
+
+
+def test_resumed_run_matches_uninterrupted(mnist, tmp_path):
+    a = _trainer(mnist, tmp_path / "a")
+    a.fit()
+    b = _trainer(mnist, tmp_path / "b")
+    b.add_callback("on_epoch_end", lambda tr: setattr(tr, "stop", True))  # "killed" after epoch 1
+    b.fit()
+    assert b.epoch == 1
+    c = _trainer(mnist, tmp_path / "b")  # a new process would start exactly like this
+    c.model.apply(lambda m: [torch.nn.init.normal_(p) for p in m.parameters(recurse=False)])  # garbage init
+    c.fit(resume=True)
+    assert c.epoch == 2 and c.step == a.step == 12
+    for (k, wa), (_, wc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+        assert torch.equal(wa, wc), k
+    assert a.history.steps["loss"] == c.history.steps["loss"]
+
+
+def test_history_records_what_plots_need(mnist, tmp_path):
+    t = _trainer(mnist, tmp_path)
+    h = t.fit()
+    assert h.num_steps == 12
+    for k in ("loss", "acc", "lr", "grad_norm", "epoch"):
+        assert len(h.steps[k]) == 12
+    assert {"patch_embed", "cls_token", "pos_embed", "blocks.0", "blocks.1", "norm", "head"} <= set(h.layer_grad_norms)
+    assert all(len(v) == 12 for v in h.layer_grad_norms.values())
+    # global norm is the root-sum-square of the layer norms
+    s = 5
+    total = math.sqrt(sum(v[s] ** 2 for v in h.layer_grad_norms.values()))
+    assert h.steps["grad_norm"][s] == pytest.approx(total, rel=1e-4)
+    assert [g["step"] for g in h.grad_snapshots] == [0, 4, 8]
+    assert "blocks.0.attn.qkv.weight" in h.grad_snapshots[0]["params"]
+    assert len(h.epochs["val_acc"]) == 2 and 0 <= h.epochs["val_acc"][-1] <= 1
+
+
+def test_grad_clip_limits_update(mnist, tmp_path):
+    t = _trainer(mnist, tmp_path, epochs=1, grad_clip=1e-3)
+    seen = []
+    t.add_callback("on_step_end", lambda tr: seen.append(
+        math.sqrt(sum(float(p.grad.norm()) ** 2 for p in tr.model.parameters()))))
+    t.fit()
+    assert max(seen) <= 1e-3 * 1.01
+
+
+def test_resume_with_other_recipe_is_refused(mnist, tmp_path):
+    _trainer(mnist, tmp_path, epochs=1).fit()
+    with pytest.raises(CheckpointError, match=r"different training recipe \(lr"):
+        _trainer(mnist, tmp_path, epochs=1, lr=1e-2).fit(resume=True)
+
+
+def test_callbacks_and_unknown_event(mnist, tmp_path):
+    t = _trainer(mnist, tmp_path, epochs=1)
+    events = []
+    for ev in Trainer.EVENTS:
+        t.add_callback(ev, lambda tr, ev=ev: events.append(ev))
+    t.fit()
+    assert events.count("on_step_end") == 6 and events.count("on_epoch_end") == 1 and events[-1] == "on_train_end"
+    with pytest.raises(ValueError, match="unknown event"):
+        t.add_callback("on_batch", print)
+
+
+def test_short_run_clears_90_percent(mnist, tmp_path):
+    """A small ViT on 6,000 real MNIST images, 4 short epochs: held-out accuracy must pass 90%."""
+    train = mnist.train.take(6000, seed=0)
+    cfg = TrainConfig(epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5, seed=0)
+    run = train_or_load("short", vit_tiny_mnist(), train, None, cfg, runs_dir=tmp_path, tensorboard=False,
+                        progress=False, verbose=False)
+    result = evaluate(run.model, mnist.val.take(2000, seed=1))
+    assert result.accuracy > 0.90, result.summary()
+    assert result.confusion.sum() == 2000 and result.confusion.trace() == 2000 - result.errors
+    assert "precision" in result.report
+    conf = result.probs[result.misclassified].max(1).values
+    assert torch.all(conf[:-1] >= conf[1:])  # most confident mistakes first
+    # asking again loads instead of training
+    again = train_or_load("short", vit_tiny_mnist(), train, None, cfg, runs_dir=tmp_path, verbose=False)
+    assert not again.trained_now
+    assert torch.equal(again.model.head.weight, run.model.head.weight)
+    with pytest.raises(CheckpointError, match="exists with a different setup"):
+        train_or_load("short", vit_tiny_mnist(dim=32), train, None, cfg, runs_dir=tmp_path, verbose=False)
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0)

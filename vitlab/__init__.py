@@ -1,0 +1,33 @@
+"""vitlab: a Vision Transformer lab for MNIST.
+
+The small public API the notebooks and users build on.
+"""
+
+from .checkpoint import CheckpointError, build_model, load_checkpoint, load_model, save_checkpoint
+from .cnn import CNNConfig, SmallCNN
+from .data import Augment, DataError, DataSplits, ImageSet, load_dataset, read_idx
+from .images import ImageError, load_digit, to_mnist_style
+from .model import (
+    PRESETS,
+    AttentionRecorder,
+    ViT,
+    ViTConfig,
+    count_parameters,
+    patchify,
+    unpatchify,
+    vit_micro_mnist,
+    vit_small_mnist,
+    vit_tiny_mnist,
+)
+from .runs import Run, default_runs_dir, train_or_load
+from .train import EvalResult, History, TrainConfig, Trainer, evaluate, set_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Augment", "AttentionRecorder", "CheckpointError", "CNNConfig", "DataError", "DataSplits", "EvalResult",
+    "History", "ImageError", "ImageSet", "PRESETS", "Run", "SmallCNN", "TrainConfig", "Trainer", "ViT", "ViTConfig",
+    "build_model", "count_parameters", "default_runs_dir", "evaluate", "load_checkpoint", "load_dataset",
+    "load_digit", "load_model", "patchify", "read_idx", "save_checkpoint", "set_seed", "to_mnist_style",
+    "train_or_load", "unpatchify", "vit_micro_mnist", "vit_small_mnist", "vit_tiny_mnist",
+]

@@ -1,0 +1,157 @@
+"""Checkpoints: one file with weights, configs, optimizer, epoch, history and dataset.
+
+Written atomically (a temporary file in the same directory, then a rename), so
+a crash mid-write never destroys the previous checkpoint. Read with
+``torch.load(weights_only=True)``: only tensors and plain Python data are
+accepted, so a checkpoint cannot run code when loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from .cnn import CNNConfig, SmallCNN
+from .model import ViT, ViTConfig
+
+FORMAT = "vitlab-checkpoint"
+VERSION = 1
+
+# model type name -> (config class, model class)
+MODEL_TYPES = {"vit": (ViTConfig, ViT), "cnn": (CNNConfig, SmallCNN)}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, unsafe, or does not fit the model."""
+
+
+def model_type_of(model: nn.Module) -> str:
+    for name, (_, cls) in MODEL_TYPES.items():
+        if type(model) is cls:
+            return name
+    raise CheckpointError(f"cannot checkpoint a {type(model).__name__}: known model types are {sorted(MODEL_TYPES)}")
+
+
+def build_model(model_type: str, config: dict | Any) -> nn.Module:
+    """Build a model from its type name and its config (a dataclass or a dict)."""
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(f"unknown model type {model_type!r}; known: {sorted(MODEL_TYPES)}")
+    cfg_cls, model_cls = MODEL_TYPES[model_type]
+    cfg = config if isinstance(config, cfg_cls) else cfg_cls.from_dict(dict(config))
+    return model_cls(cfg)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler: Optional[Any] = None,
+    epoch: int = 0,
+    step: int = 0,
+    history: Optional[dict] = None,
+    train_config: Optional[dict] = None,
+    dataset: Optional[str] = None,
+    normalization: Optional[tuple[float, float]] = None,
+    classes: Optional[list] = None,
+    extra: Optional[dict] = None,
+) -> None:
+    """Save everything needed to rebuild, evaluate or resume a model."""
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_type": model_type_of(model),
+        "model_config": model.cfg.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": int(epoch),
+        "step": int(step),
+        "history": history or {},
+        "train_config": train_config or {},
+        "dataset": dataset,
+        "normalization": list(normalization) if normalization is not None else None,
+        "classes": list(classes) if classes is not None else None,
+        "extra": extra or {},
+    }
+    atomic_save(ckpt, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load and validate a checkpoint file; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a torch.save zip archive)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        raise CheckpointError(
+            f"{path}: refused to load: it holds pickled objects beyond tensors and plain data"
+            + (f" ({why[0]})" if why else "")
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a vitlab checkpoint (no '{FORMAT}' marker)")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
+    return ckpt
+
+
+def config_mismatch(saved: dict, current: dict) -> str:
+    """'dim: checkpoint 64, model 128; depth: ...' for the fields that differ ('' if none)."""
+    keys = sorted(set(saved) | set(current))
+    diffs = [f"{k}: checkpoint {saved.get(k)!r}, model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    return "; ".join(diffs)
+
+
+def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkpoint") -> None:
+    """Load a checkpoint's weights into `model`, refusing one saved for another config."""
+    mtype = model_type_of(model)
+    if ckpt["model_type"] != mtype:
+        raise CheckpointError(f"{path}: checkpoint holds a {ckpt['model_type']!r} model, not a {mtype!r}")
+    diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict())
+    if diff:
+        raise CheckpointError(f"{path}: checkpoint is from another model config ({diff})")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was saved from and load its weights: (model in eval mode, ckpt)."""
+    ckpt = load_checkpoint(path, map_location)
+    try:
+        model = build_model(ckpt["model_type"], ckpt["model_config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid model config in checkpoint ({e})") from None
+    load_weights(model, ckpt, path)
+    return model.to(map_location).eval(), ckpt

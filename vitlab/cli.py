@@ -1,0 +1,281 @@
+"""Command line: ``python -m vitlab`` or ``vitlab``.
+
+    vitlab train [--epochs 12 --batch_size 256 --learning_rate 2e-3 ...] [--name NAME] [--resume]
+    vitlab evaluate --checkpoint runs/NAME/checkpoint.pt [--split test]
+    vitlab predict --checkpoint runs/NAME/checkpoint.pt my_digit.png [...]
+    vitlab download [--dataset mnist]
+
+Any bad flag, missing or unreadable file prints one line, ``vitlab: error: ...``,
+and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line and exit with status 2."""
+
+    def error(self, message):
+        raise SystemExit(_fail(f"{message} (see `vitlab {self.prog.split()[-1]} --help`)"
+                               if " " in self.prog else message))
+
+
+def _fail(message: str) -> int:
+    print(f"vitlab: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s}")
+    return v
+
+
+def _add(p, name: str, **kw):
+    """Add --snake_case with its --dash-case twin (ViT repositories use both)."""
+    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    p.add_argument(*flags, dest=name, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import DATASETS
+    from .model import PRESETS
+
+    parser = _Parser(prog="vitlab", description="vitlab: Vision Transformers on MNIST, from scratch.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,download}", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model and write runs/<name>/", description="Train a ViT (or the CNN baseline).")
+    _add(t, "preset", default="vit_tiny_mnist", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
+    _add(t, "model", default="vit", choices=["vit", "cnn"], help="vit, or the small CNN baseline")
+    _add(t, "epochs", type=_positive_int, help="passes over the training set (default: the default recipe's 12)")
+    _add(t, "batch_size", type=_positive_int, help="images per step (default 256)")
+    _add(t, "learning_rate", type=float, help="peak learning rate (default 2e-3)")
+    _add(t, "weight_decay", type=_nonneg_float, help="AdamW weight decay (default 0.05)")
+    _add(t, "warmup_epochs", type=_nonneg_float, help="linear warm-up length (default 1)")
+    _add(t, "schedule", choices=["cosine", "onecycle", "constant"], help="learning-rate schedule (default cosine)")
+    _add(t, "label_smoothing", type=_nonneg_float, help="label smoothing (default 0.1)")
+    _add(t, "seed", type=int, default=0, help="random seed (default 0)")
+    _add(t, "grad_clip", type=_nonneg_float, help="max gradient norm, 0 = off (default 1.0)")
+    _add(t, "patch_size", type=_positive_int, help="patch side in pixels; must divide 28")
+    _add(t, "hidden_size", type=_positive_int, help="token width D")
+    _add(t, "num_layers", type=_positive_int, help="Transformer blocks")
+    _add(t, "num_heads", type=_positive_int, help="attention heads; must divide hidden_size")
+    _add(t, "mlp_ratio", type=float, help="MLP width as a multiple of hidden_size")
+    _add(t, "dropout", type=_nonneg_float, help="dropout rate")
+    _add(t, "pos_embed", choices=["learned", "sincos", "none"], help="positional embedding")
+    _add(t, "pool", choices=["cls", "mean"], help="read the CLS token or average patch tokens")
+    _add(t, "no_augment", action="store_true", help="turn off rotation/scale/shift augmentation")
+    _add(t, "elastic", type=_nonneg_float, help="elastic distortion strength in pixels (default 0 = off)")
+    _add(t, "dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default: %(default)s)")
+    _add(t, "train_subset", type=_positive_int, help="train on this many images only (quick runs)")
+    _add(t, "val_size", type=int, default=5000, help="validation images held out of the 60k (default 5000)")
+    _add(t, "max_steps_per_epoch", type=_positive_int, help="cut each epoch to this many steps")
+    _add(t, "name", help="run name (default: the preset, or 'cnn')")
+    _add(t, "runs_dir", help="where runs are written (default: runs/)")
+    _add(t, "device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    _add(t, "resume", action="store_true", help="continue runs/<name>/checkpoint.pt where it stopped")
+    _add(t, "overwrite", action="store_true", help="replace an existing finished run of the same name")
+    _add(t, "no_tensorboard", action="store_true", help="do not write TensorBoard events")
+    _add(t, "no_progress", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint", description="Accuracy, report and figures for a checkpoint.")
+    _add(e, "checkpoint", required=True, help="path to checkpoint.pt")
+    _add(e, "split", default="test", choices=["test", "val"], help="which split (default: test)")
+    _add(e, "out", help="also write confusion_matrix.png and misclassified.png here")
+    _add(e, "device", default="auto", help="auto, cpu, cuda (default: auto)")
+
+    p = sub.add_parser("predict", help="classify your own images", description="Classify PNG/JPEG images of any size.")
+    _add(p, "checkpoint", required=True, help="path to checkpoint.pt")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size; dark-on-light is inverted)")
+    _add(p, "top", type=_positive_int, default=1, help="show the top-k classes (default 1)")
+
+    d = sub.add_parser("download", help="download a dataset into the data cache (needs internet)")
+    _add(d, "dataset", default="mnist", choices=sorted(DATASETS))
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _train(a) -> int:
+    from .cnn import CNNConfig
+    from .data import Augment, load_dataset
+    from .model import PRESETS
+    from .runs import default_runs_dir, train_or_load
+    from .train import TrainConfig, evaluate, resolve_device
+
+    resolve_device(a.device)  # fail early on an unavailable device
+    if a.model == "cnn":
+        mcfg = CNNConfig()
+        vit_flags = [f for f in ("patch_size", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed", "pool")
+                     if getattr(a, f) is not None]
+        if vit_flags:
+            return _fail(f"--{vit_flags[0]} applies to the ViT only, not --model cnn")
+        if a.dropout is not None:
+            mcfg = replace(mcfg, dropout=a.dropout)
+    else:
+        over = {k: v for k, v in dict(
+            patch_size=a.patch_size, dim=a.hidden_size, depth=a.num_layers, heads=a.num_heads,
+            mlp_ratio=a.mlp_ratio, dropout=a.dropout, pos_embed=a.pos_embed, pool=a.pool).items() if v is not None}
+        mcfg = PRESETS[a.preset](**over)
+    recipe = default_recipe()
+    tc = {k: v for k, v in dict(
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate, weight_decay=a.weight_decay,
+        warmup_epochs=a.warmup_epochs, schedule=a.schedule, label_smoothing=a.label_smoothing,
+        grad_clip=a.grad_clip, max_steps_per_epoch=a.max_steps_per_epoch).items() if v is not None}
+    augment = None if a.no_augment else Augment(elastic_alpha=a.elastic or 0.0)
+    tcfg = replace(recipe, **tc, augment=augment, seed=a.seed, device=a.device)
+    name = a.name or ("cnn" if a.model == "cnn" else a.preset)
+    runs_dir = Path(a.runs_dir) if a.runs_dir else default_runs_dir()
+    ckpt = runs_dir / name / "checkpoint.pt"
+    if ckpt.exists() and not (a.resume or a.overwrite):
+        return _fail(f"run {name!r} already exists at {ckpt}; pass --resume to continue it, "
+                     f"--overwrite to replace it, or --name to start another")
+    data = load_dataset(a.dataset, val_size=a.val_size, seed=0)
+    train_set = data.train.take(a.train_subset, seed=a.seed) if a.train_subset else data.train
+    run = train_or_load(name, mcfg, train_set, data.val, tcfg, runs_dir=runs_dir, retrain=a.overwrite,
+                        tensorboard=not a.no_tensorboard, progress=not a.no_progress)
+    result = evaluate(run.model, data.test)
+    print(f"test {result.summary()}")
+    _write_report(run.path, run.model, run.history, result, data.test)
+    print(f"wrote {run.path}/: checkpoint.pt, metrics.json, loss_curves.png, confusion_matrix.png, misclassified.png"
+          + ("" if a.no_tensorboard else ", tb/ (tensorboard --logdir " + str(run.path / "tb") + ")"))
+    return 0
+
+
+def default_recipe():
+    """The default recipe (what `vitlab train` with no flags runs): see README, 'Measured results'."""
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=12, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0,
+                       schedule="cosine", label_smoothing=0.1, grad_clip=1.0)
+
+
+def _write_report(out: Path, model, history, result, test_set) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_confusion_matrix, plot_history, plot_misclassified
+
+    out.mkdir(parents=True, exist_ok=True)
+    classes = list(test_set.info.classes)
+    metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_errors": result.errors,
+               "test_images": len(result.labels), "parameters": sum(p.numel() for p in model.parameters())}
+    if history is not None:
+        metrics.update(epochs=len(history.epochs.get("epoch", [])),
+                       train_seconds=float(sum(history.epochs.get("seconds", []))),
+                       val_accuracy=history.last("val_acc"))
+        fig = plot_history(history, title=f"{out.name}: training history")
+        fig.savefig(out / "loss_curves.png", dpi=110)
+        plt.close(fig)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    fig = plot_confusion_matrix(result.confusion, classes, title=f"{out.name}: test confusion matrix")
+    fig.savefig(out / "confusion_matrix.png", dpi=110)
+    plt.close(fig)
+    if result.errors:
+        fig = plot_misclassified(result, test_set.images, classes)
+        fig.savefig(out / "misclassified.png", dpi=110)
+        plt.close(fig)
+
+
+def _evaluate(a) -> int:
+    from .checkpoint import load_model
+    from .data import load_dataset
+    from .train import evaluate, resolve_device
+
+    device = resolve_device(a.device)
+    model, ckpt = load_model(a.checkpoint, map_location=device)
+    data = load_dataset(ckpt.get("dataset") or "mnist")
+    split = data.test if a.split == "test" else data.val
+    result = evaluate(model, split)
+    print(f"{a.checkpoint} on {split.name}: {result.summary()}")
+    print(result.report)
+    if a.out:
+        _write_report(Path(a.out), model, None, result, split)
+        print(f"wrote {a.out}/: metrics.json, confusion_matrix.png" + (", misclassified.png" if result.errors else ""))
+    return 0
+
+
+def _predict(a) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .data import dataset_info
+    from .images import load_digit
+
+    model, ckpt = load_model(a.checkpoint)
+    mean, std = ckpt.get("normalization") or (0.0, 1.0)
+    classes = ckpt.get("classes") or [str(i) for i in range(model.cfg.num_classes)]
+    size = model.cfg.image_size
+    # Read every image first, so a bad file fails before any output.
+    batch = torch.stack([load_digit(p, size=size) for p in a.images]).unsqueeze(1)  # (B, 1, H, W)
+    with torch.no_grad():
+        probs = model((batch - mean) / std).softmax(dim=1)
+    k = min(a.top, probs.shape[1])
+    for path, p in zip(a.images, probs):
+        top = p.topk(k)
+        best = ", ".join(f"{classes[i]} ({v:.1%})" for v, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}: {best}")
+    return 0
+
+
+def _download(a) -> int:
+    from .data import _download, dataset_info, default_root, read_split
+
+    info = dataset_info(a.dataset)
+    root = default_root()
+    _download(info, root)
+    for split in ("train", "test"):
+        images, _ = read_split(root / info.folder / "raw", split)
+        print(f"{info.name} {split}: {len(images)} images in {root / info.folder / 'raw'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if a.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .images import ImageError
+
+    try:
+        return {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}[a.command](a)
+    except (CheckpointError, DataError, ImageError, FileNotFoundError, ValueError) as e:
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        print("vitlab: interrupted; `vitlab train --resume` continues from the last finished epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

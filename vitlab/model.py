@@ -1,0 +1,357 @@
+"""A Vision Transformer for MNIST, written from scratch in plain PyTorch.
+
+The structure follows Dosovitskiy et al. (2021), "An Image is Worth 16x16 Words":
+the image is cut into non-overlapping patches, each patch is linearly embedded,
+a learnable CLS token is prepended, positions are added, and a stack of
+pre-norm Transformer blocks mixes the tokens. The head reads the CLS token
+(or the mean of the patch tokens) and predicts the class.
+
+Shapes use B = batch, C = channels, H = W = image size, P = patch size,
+N = number of patches (H/P)^2, T = N + 1 tokens (with CLS), D = width,
+h = heads, d = D / h per-head width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ViTConfig:
+    image_size: int = 28  # side of the (square) input image, pixels
+    patch_size: int = 4  # side of a square patch; must divide image_size
+    in_channels: int = 1  # 1 for grayscale MNIST
+    num_classes: int = 10  # size of the classification head
+    dim: int = 64  # token width D
+    depth: int = 6  # number of Transformer blocks
+    heads: int = 4  # attention heads per block; must divide dim
+    mlp_ratio: float = 2.0  # hidden width of the MLP as a multiple of dim
+    dropout: float = 0.0  # dropout after the embedding, in the MLP and after attention
+    attn_dropout: float = 0.0  # dropout on the attention weights
+    pos_embed: str = "learned"  # "learned", "sincos" (fixed 2-D sin-cos) or "none"
+    pool: str = "cls"  # "cls": read the CLS token; "mean": average the patch tokens
+    prenorm: bool = True  # LayerNorm before each sub-layer (ViT); False gives the original post-norm Transformer
+    qkv_bias: bool = True  # bias on the query/key/value projection
+
+    def __post_init__(self):
+        if self.patch_size <= 0 or self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"
+            )
+        if self.dim % self.heads != 0:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.pos_embed not in ("learned", "sincos", "none"):
+            raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {self.pos_embed!r}")
+        if self.pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.pos_embed == "sincos" and self.dim % 4 != 0:
+            raise ValueError(f"sincos positional embedding needs dim divisible by 4, got {self.dim}")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches along one side of the image."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ViTConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, P*P*C), patches in row-major order, pixels (p, q, c) inside.
+
+    The same layout as the official MAE code, so a patch's pixels can be
+    reconstructed, compared or drawn without knowing about convolutions.
+    """
+    B, C, H, W = imgs.shape
+    p = patch_size
+    if H % p or W % p:
+        raise ValueError(f"image of size {H}x{W} is not divisible by patch_size {p}")
+    h, w = H // p, W // p
+    x = imgs.reshape(B, C, h, p, w, p)
+    x = torch.einsum("nchpwq->nhwpqc", x)  # (B, h, w, p, p, C)
+    return x.reshape(B, h * w, p * p * C)
+
+
+def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 1) -> torch.Tensor:
+    """(B, N, P*P*C) -> (B, C, H, W); the inverse of `patchify` for square images."""
+    B, N, L = x.shape
+    p = patch_size
+    h = w = int(math.isqrt(N))
+    if h * w != N or L != p * p * channels:
+        raise ValueError(f"cannot unpatchify {tuple(x.shape)} with patch_size {p} and {channels} channel(s)")
+    x = x.reshape(B, h, w, p, p, channels)
+    x = torch.einsum("nhwpqc->nchpwq", x)
+    return x.reshape(B, channels, h * p, w * p)
+
+
+def sincos_pos_embed_2d(dim: int, grid_size: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine embedding (MAE / MoCo v3): (grid_size**2, dim).
+
+    Half of the channels encode the row, half the column; each half is the
+    1-D Transformer encoding with frequencies 1 / 10000^(k / (dim/4)).
+    """
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (D/4,)
+    coords = torch.arange(grid_size, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")  # (g, g) each
+
+    def enc(pos):  # (g*g,) -> (g*g, D/2)
+        out = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    return torch.cat([enc(rows), enc(cols)], dim=1).float()  # (N, D)
+
+
+class PatchEmbed(nn.Module):
+    """Cut the image into P x P patches and project each to D channels.
+
+    A convolution with kernel = stride = P is exactly "flatten each patch and
+    apply one shared linear layer"; notebook 02 checks this by hand.
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # (B, D, H/P, W/P)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention.
+
+    The fast path calls `F.scaled_dot_product_attention` (fused kernels, never
+    materialises the T x T matrix on GPU). When the caller asks for the weights,
+    the explicit softmax(QK^T / sqrt(d)) V path runs instead; both give the same
+    output (tested to 1e-5).
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.head_dim = cfg.dim // cfg.heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=cfg.qkv_bias)
+        self.attn_drop = cfg.attn_dropout
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.proj_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        B, T, D = x.shape
+        qkv = self.qkv(x).reshape(B, T, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, T, d)
+        p = self.attn_drop if self.training else 0.0
+        if return_attn:
+            attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, h, T, T)
+            attn = attn.softmax(dim=-1)
+            weights = attn  # report the weights before dropout: they are what the model "looks at"
+            if p > 0:
+                attn = F.dropout(attn, p)
+            out = attn @ v  # (B, h, T, d)
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, h, T, d)
+        out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, D): heads side by side again
+        return self.proj_drop(self.proj(out)), weights
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        hidden = int(cfg.dim * cfg.mlp_ratio)
+        self.fc1 = nn.Linear(cfg.dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))  # (B, T, D)
+
+
+class Block(nn.Module):
+    """One Transformer block: attention then MLP, each with a residual connection.
+
+    Pre-norm (ViT): x + f(LN(x)); the residual stream is never normalised, so
+    gradients reach early layers undiminished. Post-norm (Vaswani et al. 2017):
+    LN(x + f(x)); kept for the gradient-flow experiment of notebook 04.
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.prenorm = cfg.prenorm
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        if self.prenorm:
+            a, w = self.attn(self.norm1(x), return_attn)
+            x = x + a
+            x = x + self.mlp(self.norm2(x))
+        else:
+            a, w = self.attn(x, return_attn)
+            x = self.norm1(x + a)
+            x = self.norm2(x + self.mlp(x))
+        return x, w  # (B, T, D), (B, h, T, T) or None
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ViT(nn.Module):
+    """Vision Transformer classifier.
+
+    forward(x)                         -> logits (B, num_classes)
+    forward_features(x)                -> tokens (B, T, D), final-normed
+    forward_features(x, return_attn=True) -> (tokens, [per-layer (B, h, T, T)])
+    forward_head(tokens, pre_logits=True) -> pooled features (B, D)
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        N = cfg.num_patches
+        if cfg.pos_embed == "learned":
+            # Covers CLS too, as in the ViT paper; notebook 05 draws the patch part.
+            self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, cfg.dim))
+        elif cfg.pos_embed == "sincos":
+            pe = torch.cat([torch.zeros(1, cfg.dim), sincos_pos_embed_2d(cfg.dim, cfg.grid_size)])
+            self.register_buffer("pos_embed", pe.unsqueeze(0), persistent=False)  # fixed: not saved
+        else:
+            self.pos_embed = None
+        self.pos_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        # Pre-norm leaves the residual stream un-normalised, so it needs a final LayerNorm;
+        # post-norm blocks already end in one.
+        self.norm = nn.LayerNorm(cfg.dim) if cfg.prenorm else nn.Identity()
+        self.head = nn.Linear(cfg.dim, cfg.num_classes)
+        self.apply(self._init_weights)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        # timm's ViT init: small truncated normal for projections, zero bias.
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set:
+        """Parameters that AdamW should not decay (timm's convention)."""
+        return {"cls_token", "pos_embed"}
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming the expected and the actual input shape."""
+        c, s = self.cfg.in_channels, self.cfg.image_size
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of shape (B, {c}, {s}, {s}), got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
+            raise ValueError(f"expected input of shape (B, {c}, {s}, {s}), got {tuple(x.shape)}")
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image to the token sequence that enters the first block: (B, C, H, W) -> (B, T, D)."""
+        self.check_input(x)
+        x = self.patch_embed(x)  # (B, N, D)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, D)
+        x = torch.cat([cls, x], dim=1)  # (B, T, D)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return self.pos_drop(x)
+
+    def forward_features(self, x: torch.Tensor, return_attn: bool = False):
+        x = self.embed(x)  # (B, T, D)
+        attns = []
+        for blk in self.blocks:
+            x, w = blk(x, return_attn)
+            if return_attn:
+                attns.append(w)
+        x = self.norm(x)  # (B, T, D)
+        return (x, attns) if return_attn else x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x[:, 0] if self.cfg.pool == "cls" else x[:, 1:].mean(dim=1)  # (B, D)
+        return x if pre_logits else self.head(x)  # (B, D) or (B, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class AttentionRecorder:
+    """Capture every layer's attention weights without touching the model.
+
+    Like vit-pytorch's `Recorder`, but it goes through the model's named
+    methods (`forward_features`, `forward_head`) rather than reaching into its
+    layers, so it keeps working when the model's internals change.
+
+        rec = AttentionRecorder(model)
+        logits, attns = rec(images)   # attns: (B, depth, heads, T, T)
+    """
+
+    def __init__(self, model: ViT):
+        if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
+            raise TypeError("AttentionRecorder needs a model with forward_features and forward_head")
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor):
+        tokens, attns = self.model.forward_features(x, return_attn=True)
+        logits = self.model.forward_head(tokens)
+        return logits, torch.stack(attns, dim=1)  # (B, classes), (B, L, h, T, T)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def vit_tiny_mnist(**overrides) -> ViTConfig:
+    """The default recipe's model: 7x7 patches (16 tokens), 4 blocks, D=64."""
+    return ViTConfig(**{**dict(patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0), **overrides})
+
+
+def vit_small_mnist(**overrides) -> ViTConfig:
+    """The longer recipe's model: 4x4 patches (49 tokens), 6 blocks, D=64."""
+    return ViTConfig(**{**dict(patch_size=4, dim=64, depth=6, heads=4, mlp_ratio=2.0), **overrides})
+
+
+def vit_micro_mnist(**overrides) -> ViTConfig:
+    """A very small model for tests and quick classroom demos."""
+    return ViTConfig(**{**dict(patch_size=7, dim=32, depth=2, heads=2, mlp_ratio=2.0), **overrides})
+
+
+PRESETS = {f.__name__: f for f in (vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,458 @@
+"""The training engine: model-agnostic, like minGPT's trainer.
+
+The loop knows nothing of the model beyond "images in, logits out". What the
+notebooks show comes from the returned `History` (per step and per epoch:
+loss, accuracy, learning rate, per-layer gradient norms) or from callbacks.
+
+Determinism: everything random in epoch e (shuffling, augmentation, dropout)
+is seeded from (seed, e). A run resumed from the checkpoint written at the end
+of epoch e therefore continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from .data import Augment, ImageSet
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 256  # images per optimizer step
+    lr: float = 2e-3  # peak learning rate (after warm-up)
+    weight_decay: float = 0.05  # AdamW decoupled weight decay; not applied to biases, norms, tokens
+    warmup_epochs: float = 1.0  # linear warm-up from 0 to lr over this many epochs
+    schedule: str = "cosine"  # "cosine", "onecycle" (cosine up, cosine down) or "constant" after warm-up
+    min_lr: float = 1e-5  # floor of the cosine decay
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
+    augment: Optional[Augment] = field(default_factory=Augment)  # per-batch digit-safe augmentation; None = off
+    seed: int = 0  # seeds shuffling, augmentation and dropout (and model init, where the caller builds it)
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    max_steps_per_epoch: Optional[int] = None  # cut epochs short (quick runs and tests)
+    eval_batch_size: int = 1000  # batch size for validation
+    grad_snapshot_every: int = 100  # record per-parameter mean/max |grad| every this many steps (0 = never)
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise ValueError(f"schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}")
+        if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("grad_clip, weight_decay and warmup_epochs must be >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# Fields that change how a run is computed; a resumed run must agree on them.
+_RUN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "schedule", "min_lr",
+               "label_smoothing", "grad_clip", "augment", "seed", "max_steps_per_epoch")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (model init, dropout)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str, floor: float) -> float:
+    """The learning rate at `step` (0-based) of `total` steps; a pure function, so resuming is exact."""
+    if schedule == "onecycle":
+        # Like torch's OneCycleLR: cosine from peak/25 up to peak over the warm-up, then cosine to the floor.
+        up = max(warmup, 1)
+        if step < up:
+            return peak / 25 + (peak - peak / 25) * 0.5 * (1 - math.cos(math.pi * step / up))
+        t = (step - up) / max(total - up, 1)
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if schedule == "constant":
+        return peak
+    t = (step - warmup) / max(total - warmup, 1)
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def layer_of(param_name: str) -> str:
+    """Group parameters by layer: 'blocks.3.attn.qkv.weight' -> 'blocks.3', 'head.bias' -> 'head'."""
+    parts = param_name.split(".")
+    if len(parts) > 1 and parts[1].isdigit():
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay matrices and conv kernels; not biases, norm scales, CLS or position tokens."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass
+class History:
+    """What happened during training, per step and per epoch.
+
+    steps:   step, epoch, loss, acc, lr, grad_norm (global, before clipping)
+    layer_grad_norms: layer name -> one gradient norm per step
+    epochs:  epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+    grad_snapshots: [{"step": s, "params": {name: [mean |g|, max |g|]}}]
+    """
+
+    steps: dict = field(default_factory=lambda: defaultdict(list))
+    layer_grad_norms: dict = field(default_factory=lambda: defaultdict(list))
+    epochs: dict = field(default_factory=lambda: defaultdict(list))
+    grad_snapshots: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "steps": dict(self.steps),
+            "layer_grad_norms": dict(self.layer_grad_norms),
+            "epochs": dict(self.epochs),
+            "grad_snapshots": list(self.grad_snapshots),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        h = cls()
+        h.steps.update({k: list(v) for k, v in d.get("steps", {}).items()})
+        h.layer_grad_norms.update({k: list(v) for k, v in d.get("layer_grad_norms", {}).items()})
+        h.epochs.update({k: list(v) for k, v in d.get("epochs", {}).items()})
+        h.grad_snapshots.extend(d.get("grad_snapshots", []))
+        return h
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps.get("step", []))
+
+    def last(self, key: str):
+        """The latest per-epoch value of `key` (e.g. 'val_acc'), or None."""
+        v = self.epochs.get(key, [])
+        return v[-1] if v else None
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvalResult:
+    accuracy: float  # fraction correct
+    loss: float  # mean cross-entropy (no label smoothing)
+    confusion: np.ndarray  # (classes, classes): rows = true, columns = predicted
+    report: str  # scikit-learn classification report
+    report_dict: dict  # the same, as a dict
+    probs: torch.Tensor  # (N, classes) softmax probabilities
+    preds: torch.Tensor  # (N,) predicted class
+    labels: torch.Tensor  # (N,) true class
+    misclassified: torch.Tensor  # indices into the evaluated set, most confident mistakes first
+
+    @property
+    def errors(self) -> int:
+        return int(len(self.misclassified))
+
+    def summary(self) -> str:
+        n = len(self.labels)
+        return f"accuracy {100 * self.accuracy:.2f}% ({n - self.errors}/{n}), {self.errors} errors, loss {self.loss:.4f}"
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=None) -> torch.Tensor:
+    """Logits for every image of `data`, in order: (N, classes)."""
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = []
+    for x, _ in data.batches(batch_size):
+        out.append(model(x.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=None) -> EvalResult:
+    """Accuracy, loss, confusion matrix, classification report and the misclassified examples."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    logits = predict_logits(model, data, batch_size, device)
+    labels = data.labels
+    probs = logits.softmax(dim=1)
+    conf, preds = probs.max(dim=1)
+    wrong = torch.nonzero(preds != labels).flatten()
+    wrong = wrong[conf[wrong].argsort(descending=True)]
+    classes = list(range(logits.shape[1]))
+    names = list(data.info.classes) if len(data.info.classes) == len(classes) else [str(c) for c in classes]
+    kw = dict(labels=classes, target_names=names, digits=4, zero_division=0)
+    return EvalResult(
+        accuracy=float((preds == labels).float().mean()),
+        loss=float(F.cross_entropy(logits, labels)),
+        confusion=confusion_matrix(labels.numpy(), preds.numpy(), labels=classes),
+        report=classification_report(labels.numpy(), preds.numpy(), **kw),
+        report_dict=classification_report(labels.numpy(), preds.numpy(), output_dict=True, **kw),
+        probs=probs,
+        preds=preds,
+        labels=labels,
+        misclassified=wrong,
+    )
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Train any classifier that maps (B, C, H, W) images to (B, classes) logits.
+
+        trainer = Trainer(model, data.train, data.val, TrainConfig(epochs=5),
+                          checkpoint_path="runs/x/checkpoint.pt")
+        trainer.add_callback("on_epoch_end", lambda tr: print(tr.history.last("val_acc")))
+        history = trainer.fit()          # or fit(resume=True) after a crash
+
+    Callbacks receive the trainer; events: on_step_end, on_epoch_end, on_train_end.
+    A callback may set `trainer.stop = True` to end training after the current step.
+    """
+
+    EVENTS = ("on_step_end", "on_epoch_end", "on_train_end")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: ImageSet,
+        val_set: Optional[ImageSet] = None,
+        config: Optional[TrainConfig] = None,
+        checkpoint_path: Optional[str | os.PathLike] = None,
+        tensorboard_dir: Optional[str | os.PathLike] = None,
+        progress: bool = True,
+        verbose: bool = True,
+        extra: Optional[dict] = None,
+    ):
+        self.config = config or TrainConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        self.train_set, self.val_set = train_set, val_set
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.tensorboard_dir = tensorboard_dir
+        self.progress, self.verbose = progress, verbose
+        self.extra = extra or {}
+        self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+        self.optimizer = torch.optim.AdamW(param_groups(model, self.config.weight_decay), lr=self.config.lr)
+        n = len(train_set) // self.config.batch_size  # full batches only: equal-sized steps
+        if n == 0:
+            raise ValueError(f"training set of {len(train_set)} images is smaller than one batch ({self.config.batch_size})")
+        if self.config.max_steps_per_epoch:
+            n = min(n, self.config.max_steps_per_epoch)
+        self.steps_per_epoch = n
+        self.total_steps = n * self.config.epochs
+        warmup = int(round(self.config.warmup_epochs * n))
+        c = self.config
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_at(s, self.total_steps, warmup, c.lr, c.schedule, c.min_lr) / c.lr
+        )
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps taken
+        self.stop = False
+        self._layer_names = [(name, layer_of(name)) for name, p in model.named_parameters() if p.requires_grad]
+
+    def add_callback(self, event: str, fn: Callable) -> None:
+        if event not in self.EVENTS:
+            raise ValueError(f"unknown event {event!r}; choose from {self.EVENTS}")
+        self.callbacks[event].append(fn)
+
+    def _fire(self, event: str) -> None:
+        for fn in self.callbacks[event]:
+            fn(self)
+
+    # ---- checkpoints
+
+    def save(self, path: Optional[str | os.PathLike] = None) -> None:
+        info = self.train_set.info
+        save_checkpoint(
+            path or self.checkpoint_path,
+            self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=self.epoch,
+            step=self.step,
+            history=self.history.to_dict(),
+            train_config=self.config.to_dict(),
+            dataset=info.name,
+            normalization=(info.mean, info.std),
+            classes=list(info.classes),
+            extra=self.extra,
+        )
+
+    def restore(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint written by `save` for the same model and recipe."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        load_weights(self.model, ckpt, path)
+        saved = ckpt.get("train_config", {})
+        now = self.config.to_dict()
+        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in _RUN_FIELDS if saved.get(k) != now[k]]
+        if diffs:
+            raise CheckpointError(f"{path}: cannot resume with a different training recipe ({'; '.join(diffs)})")
+        if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
+            raise CheckpointError(f"{path}: holds no optimizer state, so the run cannot be resumed")
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.history = History.from_dict(ckpt["history"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+
+    # ---- the loop
+
+    def _grad_norms(self) -> float:
+        """Record per-layer gradient norms; return the global norm (before clipping)."""
+        named = [(n, layer, p) for (n, layer), p in zip(self._layer_names, self._params) if p.grad is not None]
+        norms = torch._foreach_norm([p.grad for _, _, p in named]) if named else []
+        sq = defaultdict(float)
+        values = torch.stack(norms).float().cpu().tolist() if named else []
+        for (_, layer, _), v in zip(named, values):
+            sq[layer] += v * v
+        for layer, s in sq.items():
+            self.history.layer_grad_norms[layer].append(math.sqrt(s))
+        snap = self.config.grad_snapshot_every
+        if snap and self.step % snap == 0:
+            stats = {n: [float(p.grad.abs().mean()), float(p.grad.abs().max())] for n, _, p in named}
+            self.history.grad_snapshots.append({"step": self.step, "params": stats})
+        return math.sqrt(sum(sq.values()))
+
+    def _validate(self) -> tuple[float, float]:
+        logits = predict_logits(self.model, self.val_set, self.config.eval_batch_size, self.device)
+        y = self.val_set.labels
+        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+    def fit(self, resume: bool = False) -> History:
+        """Train for the configured epochs; with resume=True continue from checkpoint_path if it exists."""
+        c = self.config
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.restore(self.checkpoint_path)
+            if self.verbose and self.epoch < c.epochs:
+                print(f"resuming from {self.checkpoint_path} at epoch {self.epoch}/{c.epochs}")
+        writer = None
+        if self.tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.step or None)
+        from tqdm.auto import tqdm
+
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        try:
+            while self.epoch < c.epochs and not self.stop:
+                self._train_epoch(tqdm, writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        self._fire("on_train_end")
+        return self.history
+
+    def _train_epoch(self, tqdm, writer) -> None:
+        c, e = self.config, self.epoch
+        gen = torch.Generator().manual_seed(c.seed * 1_000_003 + e)  # shuffling and augmentation
+        torch.manual_seed(c.seed * 1_000_003 + e)  # dropout
+        self.model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", disable=not self.progress, leave=False)
+        for i, (x, y) in enumerate(batches):
+            if i >= self.steps_per_epoch:
+                break
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits = self.model(x)  # (B, classes)
+            loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = self._grad_norms()
+            if c.grad_clip > 0 and gnorm > c.grad_clip:
+                torch._foreach_mul_([p.grad for p in self._params if p.grad is not None], c.grad_clip / (gnorm + 1e-6))
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            acc_b = (logits.argmax(1) == y).sum()
+            loss_sum += loss.detach() * len(y)
+            correct += acc_b
+            seen += len(y)
+            loss_v, acc_v = loss.item(), acc_b.item() / len(y)
+            for k, v in (("step", self.step), ("epoch", e), ("loss", loss_v), ("acc", acc_v), ("lr", lr), ("grad_norm", gnorm)):
+                self.history.steps[k].append(v)
+            if writer is not None:
+                writer.add_scalar("train/loss", loss_v, self.step)
+                writer.add_scalar("train/lr", lr, self.step)
+                writer.add_scalar("train/grad_norm", gnorm, self.step)
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.2e}", refresh=False)
+            self._fire("on_step_end")
+            if self.stop:
+                break
+        bar.close()
+        self.epoch += 1
+        ep = self.history.epochs
+        ep["epoch"].append(self.epoch)
+        ep["train_loss"].append(float(loss_sum) / max(seen, 1))
+        ep["train_acc"].append(float(correct) / max(seen, 1))
+        if self.val_set is not None and len(self.val_set):
+            vl, va = self._validate()
+        else:
+            vl = va = float("nan")
+        ep["val_loss"].append(vl)
+        ep["val_acc"].append(va)
+        ep["lr"].append(self.optimizer.param_groups[0]["lr"])
+        ep["seconds"].append(time.perf_counter() - t0)
+        if writer is not None:
+            for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                writer.add_scalar(f"epoch/{k}", ep[k][-1], self.epoch)
+        if self.verbose:
+            print(
+                f"epoch {self.epoch:>3}/{c.epochs}  train loss {ep['train_loss'][-1]:.4f} acc {100 * ep['train_acc'][-1]:.2f}%"
+                f"  val loss {vl:.4f} acc {100 * va:.2f}%  {ep['seconds'][-1]:.1f}s",
+                flush=True,
+            )
+        if self.checkpoint_path is not None:
+            self.save()
+        self._fire("on_epoch_end")
