@@ -99,9 +99,23 @@ def test_sincos_embedding():
     assert "pos_embed" not in m.state_dict()  # fixed, not learned, not saved
 
 
-def test_presets_and_parameter_counts():
-    counts = {name: count_parameters(ViT(fn())) for name, fn in PRESETS.items()}
-    assert counts["vit_micro_mnist"] < counts["vit_tiny_mnist"] < counts["vit_small_mnist"]
+def expected_parameters(c: ViTConfig) -> int:
+    D, H, N = c.dim, int(c.dim * c.mlp_ratio), c.num_patches
+    embed = c.in_channels * c.patch_size**2 * D + D + D + ((N + 1) * D if c.pos_embed == "learned" else 0)
+    block = 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * H + H) + (H * D + D)
+    return embed + c.depth * block + (2 * D if c.prenorm else 0) + D * c.num_classes + c.num_classes
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_counts_match_the_formula(name):
+    cfg = PRESETS[name]()
+    assert count_parameters(ViT(cfg)) == expected_parameters(cfg)
+    assert count_parameters(ViT(cfg)) < 1_000_000  # CPU-sized
+
+
+def test_parameter_formula_across_variants():
+    for cfg in (vit_micro_mnist(pos_embed="sincos"), vit_micro_mnist(prenorm=False), vit_micro_mnist(mlp_ratio=4)):
+        assert count_parameters(ViT(cfg)) == expected_parameters(cfg)
 
 
 def test_gradients_reach_every_parameter():

@@ -62,14 +62,17 @@ def _add(p, name: str, **kw):
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
     from .model import PRESETS
+    from .recipes import RECIPES
 
     parser = _Parser(prog="vitlab", description="vitlab: Vision Transformers on MNIST, from scratch.")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,download}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write runs/<name>/", description="Train a ViT (or the CNN baseline).")
-    _add(t, "preset", default="vit_tiny_mnist", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
+    _add(t, "recipe", default="default", choices=sorted(RECIPES),
+         help="training recipe: model preset + settings; flags below override it (default: %(default)s)")
+    _add(t, "preset", choices=sorted(PRESETS), help="model preset (default: the recipe's)")
     _add(t, "model", default="vit", choices=["vit", "cnn"], help="vit, or the small CNN baseline")
-    _add(t, "epochs", type=_positive_int, help="passes over the training set (default: the default recipe's 12)")
+    _add(t, "epochs", type=_positive_int, help="passes over the training set (default: the recipe's)")
     _add(t, "batch_size", type=_positive_int, help="images per step (default 256)")
     _add(t, "learning_rate", type=float, help="peak learning rate (default 2e-3)")
     _add(t, "weight_decay", type=_nonneg_float, help="AdamW weight decay (default 0.05)")
@@ -123,10 +126,12 @@ def _train(a) -> int:
     from .cnn import CNNConfig
     from .data import Augment, load_dataset
     from .model import PRESETS
+    from .recipes import get_recipe
     from .runs import default_runs_dir, train_or_load
-    from .train import TrainConfig, evaluate, resolve_device
+    from .train import evaluate, resolve_device
 
     resolve_device(a.device)  # fail early on an unavailable device
+    recipe = get_recipe(a.recipe)
     if a.model == "cnn":
         mcfg = CNNConfig()
         vit_flags = [f for f in ("patch_size", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed", "pool")
@@ -139,15 +144,18 @@ def _train(a) -> int:
         over = {k: v for k, v in dict(
             patch_size=a.patch_size, dim=a.hidden_size, depth=a.num_layers, heads=a.num_heads,
             mlp_ratio=a.mlp_ratio, dropout=a.dropout, pos_embed=a.pos_embed, pool=a.pool).items() if v is not None}
-        mcfg = PRESETS[a.preset](**over)
-    recipe = default_recipe()
+        mcfg = replace(PRESETS[a.preset](), **over) if a.preset else replace(recipe.model, **over)
     tc = {k: v for k, v in dict(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, label_smoothing=a.label_smoothing,
         grad_clip=a.grad_clip, max_steps_per_epoch=a.max_steps_per_epoch).items() if v is not None}
-    augment = None if a.no_augment else Augment(elastic_alpha=a.elastic or 0.0)
-    tcfg = replace(recipe, **tc, augment=augment, seed=a.seed, device=a.device)
-    name = a.name or ("cnn" if a.model == "cnn" else a.preset)
+    augment = recipe.train.augment
+    if a.no_augment:
+        augment = None
+    elif a.elastic is not None:
+        augment = replace(augment or Augment(), elastic_alpha=a.elastic)
+    tcfg = replace(recipe.train, **tc, augment=augment, seed=a.seed, device=a.device)
+    name = a.name or ("cnn" if a.model == "cnn" else a.preset or f"vit_{a.recipe}")
     runs_dir = Path(a.runs_dir) if a.runs_dir else default_runs_dir()
     ckpt = runs_dir / name / "checkpoint.pt"
     if ckpt.exists() and not (a.resume or a.overwrite):
@@ -163,14 +171,6 @@ def _train(a) -> int:
     print(f"wrote {run.path}/: checkpoint.pt, metrics.json, loss_curves.png, confusion_matrix.png, misclassified.png"
           + ("" if a.no_tensorboard else ", tb/ (tensorboard --logdir " + str(run.path / "tb") + ")"))
     return 0
-
-
-def default_recipe():
-    """The default recipe (what `vitlab train` with no flags runs): see README, 'Measured results'."""
-    from .train import TrainConfig
-
-    return TrainConfig(epochs=12, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0,
-                       schedule="cosine", label_smoothing=0.1, grad_clip=1.0)
 
 
 def _write_report(out: Path, model, history, result, test_set) -> None:

@@ -336,8 +336,8 @@ class AttentionRecorder:
 
 
 def vit_tiny_mnist(**overrides) -> ViTConfig:
-    """The default recipe's model: 7x7 patches (16 tokens), 4 blocks, D=64."""
-    return ViTConfig(**{**dict(patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0), **overrides})
+    """The default recipe's model: 7x7 patches (16 tokens), 3 blocks, D=128."""
+    return ViTConfig(**{**dict(patch_size=7, dim=128, depth=3, heads=4, mlp_ratio=2.0), **overrides})
 
 
 def vit_small_mnist(**overrides) -> ViTConfig:
