@@ -93,10 +93,11 @@ def test_callbacks_and_unknown_event(mnist, tmp_path):
 
 
 def test_short_run_clears_90_percent(mnist, tmp_path):
-    """A small ViT on 6,000 real MNIST images, 4 short epochs: held-out accuracy must pass 90%."""
+    """A small ViT (7x7 patches, D=64, 4 blocks) on 6,000 real MNIST images: held-out accuracy must pass 90%."""
     train = mnist.train.take(6000, seed=0)
-    cfg = TrainConfig(epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5, seed=0)
-    run = train_or_load("short", vit_tiny_mnist(), train, None, cfg, runs_dir=tmp_path, tensorboard=False,
+    cfg = TrainConfig(epochs=10, batch_size=128, lr=2e-3, warmup_epochs=1, seed=0, augment=None)
+    model_cfg = vit_tiny_mnist(dim=64, depth=4)
+    run = train_or_load("short", model_cfg, train, None, cfg, runs_dir=tmp_path, tensorboard=False,
                         progress=False, verbose=False)
     result = evaluate(run.model, mnist.val.take(2000, seed=1))
     assert result.accuracy > 0.90, result.summary()
@@ -105,7 +106,7 @@ def test_short_run_clears_90_percent(mnist, tmp_path):
     conf = result.probs[result.misclassified].max(1).values
     assert torch.all(conf[:-1] >= conf[1:])  # most confident mistakes first
     # asking again loads instead of training
-    again = train_or_load("short", vit_tiny_mnist(), train, None, cfg, runs_dir=tmp_path, verbose=False)
+    again = train_or_load("short", model_cfg, train, None, cfg, runs_dir=tmp_path, verbose=False)
     assert not again.trained_now
     assert torch.equal(again.model.head.weight, run.model.head.weight)
     with pytest.raises(CheckpointError, match="exists with a different setup"):

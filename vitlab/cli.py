@@ -33,24 +33,23 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s}")
-    return v
+def _bounded(kind, minimum, what):
+    """An argparse type: `kind(s)`, at least `minimum`, else a message saying `what` was expected."""
+
+    def parse(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not v >= minimum:  # also rejects NaN
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s}")
+        return v
+
+    return parse
 
 
-def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s}")
-    return v
+_positive_int = _bounded(int, 1, "a positive integer")
+_nonneg_float = _bounded(float, 0.0, "a number >= 0")
 
 
 def _add(p, name: str, **kw):
@@ -244,14 +243,12 @@ def _predict(a) -> int:
 
 
 def _download(a) -> int:
-    from .data import _download, dataset_info, default_root, read_split
+    from .data import download, read_split
 
-    info = dataset_info(a.dataset)
-    root = default_root()
-    _download(info, root)
+    raw = download(a.dataset)
     for split in ("train", "test"):
-        images, _ = read_split(root / info.folder / "raw", split)
-        print(f"{info.name} {split}: {len(images)} images in {root / info.folder / 'raw'}")
+        images, _ = read_split(raw, split)
+        print(f"{a.dataset} {split}: {len(images)} images in {raw}")
     return 0
 
 

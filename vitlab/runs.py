@@ -18,18 +18,13 @@ import torch.nn as nn
 
 from .checkpoint import CheckpointError, build_model, config_mismatch, load_checkpoint, load_weights, model_type_of
 from .data import ImageSet
+from .paths import project_dir
 from .train import History, TrainConfig, Trainer, _RUN_FIELDS, set_seed
 
 
 def default_runs_dir() -> Path:
     """``$VITLAB_RUNS``, else ``runs/`` of the checkout the package lives in, else ``./runs``."""
-    env = os.environ.get("VITLAB_RUNS")
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").exists():
-        return checkout / "runs"
-    return Path.cwd() / "runs"
+    return project_dir("VITLAB_RUNS", "runs")
 
 
 @dataclass

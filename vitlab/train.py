@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,11 +25,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from .config import DictConfig
 from .data import Augment, ImageSet
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     epochs: int = 10  # passes over the training set
     batch_size: int = 256  # images per optimizer step
     lr: float = 2e-3  # peak learning rate (after warm-up)
@@ -61,16 +62,6 @@ class TrainConfig:
             raise ValueError("grad_clip, weight_decay and warmup_epochs must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # Fields that change how a run is computed; a resumed run must agree on them.
@@ -398,7 +389,9 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", disable=not self.progress, leave=False)
+        # Pass `disable` only to switch bars off, so tqdm's own TQDM_DISABLE=1 still works otherwise.
+        off = {} if self.progress else {"disable": True}
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", leave=False, **off)
         for i, (x, y) in enumerate(batches):
             if i >= self.steps_per_epoch:
                 break

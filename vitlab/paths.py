@@ -1,0 +1,17 @@
+"""Where vitlab keeps things on disk: the dataset cache and the runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_dir(env_var: str, folder: str) -> Path:
+    """``$env_var`` if set; else ``<folder>`` in the checkout the package lives in; else ``./<folder>``."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout / folder
+    return Path.cwd() / folder
