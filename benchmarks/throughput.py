@@ -15,6 +15,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ def timm_twin(cfg):
         embed_dim=cfg.dim, depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
         class_token=True, global_pool="token" if cfg.pool == "cls" else "avg",
         fc_norm=False,  # final LayerNorm over all tokens, then pool: the same order as vitlab
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-5),  # timm defaults to 1e-6; vitlab uses PyTorch's 1e-5
         proj_drop_rate=cfg.dropout, pos_drop_rate=cfg.dropout, attn_drop_rate=cfg.attn_dropout,
     )
     if cfg.pos_embed == "sincos":

@@ -182,8 +182,9 @@ def _write_report(out: Path, model, history, result, test_set) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     classes = list(test_set.info.classes)
-    metrics = {"test_accuracy": result.accuracy, "test_loss": result.loss, "test_errors": result.errors,
-               "test_images": len(result.labels), "parameters": sum(p.numel() for p in model.parameters())}
+    metrics = {"split": test_set.name, "test_accuracy": result.accuracy, "test_loss": result.loss,
+               "test_errors": result.errors, "test_images": len(result.labels),
+               "parameters": sum(p.numel() for p in model.parameters())}
     if history is not None:
         metrics.update(epochs=len(history.epochs.get("epoch", [])),
                        train_seconds=float(sum(history.epochs.get("seconds", []))),
@@ -192,7 +193,7 @@ def _write_report(out: Path, model, history, result, test_set) -> None:
         fig.savefig(out / "loss_curves.png", dpi=110)
         plt.close(fig)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    fig = plot_confusion_matrix(result.confusion, classes, title=f"{out.name}: test confusion matrix")
+    fig = plot_confusion_matrix(result.confusion, classes, title=f"{out.name}: {test_set.name} confusion matrix")
     fig.savefig(out / "confusion_matrix.png", dpi=110)
     plt.close(fig)
     if result.errors:
@@ -223,7 +224,6 @@ def _predict(a) -> int:
     import torch
 
     from .checkpoint import load_model
-    from .data import dataset_info
     from .images import load_digit
 
     model, ckpt = load_model(a.checkpoint)
