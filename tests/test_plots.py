@@ -1,3 +1,4 @@
+import pytest
 import matplotlib
 
 matplotlib.use("Agg")
@@ -46,3 +47,45 @@ def test_grid_and_misclassified():
     fig = plot_misclassified(r, imgs[:3], DATASETS["mnist"].classes)
     titles = [ax.get_title() for ax in fig.axes if ax.images]
     assert titles == ["1→0 (90%)", "1→0 (60%)"]
+
+
+def _grad_history():
+    h = _history()
+    for layer in ("patch_embed", "blocks.0", "blocks.1", "head"):
+        h.layer_grad_norms[layer] = [0.1 * (i + 1) for i in range(40)]
+    for s in (0, 20, 39):
+        h.grad_snapshots.append({"step": s, "params": {"blocks.0.attn.qkv.weight": [1e-3, 1e-2],
+                                                      "blocks.0.attn.qkv.bias": [2e-3, 3e-2], "head.weight": [1e-2, 1e-1]}})
+    return h
+
+
+def test_gradient_flow_figures():
+    from vitlab.plots import group_grad_snapshot, plot_grad_flow, plot_grad_snapshots, plot_run_comparison
+
+    h = _grad_history()
+    fig = plot_grad_flow(h)
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() and len(fig.axes) == 2  # heatmap + colour bar
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["patch_embed", "blocks.0", "blocks.1", "head"]
+    assert ax.images[0].get_array().shape == (4, 40)
+    g = group_grad_snapshot(h.grad_snapshots[0])
+    assert g["blocks.0.attn.qkv"] == (pytest.approx(1.5e-3), 3e-2) and g["head"] == (1e-2, 1e-1)
+    fig = plot_grad_snapshots(h, steps=[0, 39])
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * 2  # 2 groups x 2 steps
+    with pytest.raises(ValueError, match="no gradient snapshot at step 7"):
+        plot_grad_snapshots(h, steps=[7])
+    fig = plot_run_comparison({"a": h, "b": h}, keys=("loss", "grad_norm"))
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+
+
+def test_position_and_attention_figures():
+    from vitlab.plots import plot_attention_distance, plot_cls_attention, plot_position_similarity
+
+    sim = torch.rand(3, 3, 3, 3)
+    fig = plot_position_similarity(sim)
+    assert len(fig.axes) == 9 + 1  # the grid plus a colour bar
+    fig = plot_cls_attention(torch.rand(28, 28), torch.rand(2, 3, 28, 28))
+    assert len(fig.axes) == 6 + 1
+    fig = plot_attention_distance(torch.rand(3, 4) * 10)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel() and len(ax.collections) == 4

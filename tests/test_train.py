@@ -118,3 +118,15 @@ def test_bad_train_config():
         TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         TrainConfig(epochs=0)
+
+
+def test_history_spikes():
+    from vitlab.train import History
+
+    h = History()
+    loss = [1.0] * 30
+    loss[25] = 2.0
+    h.steps["step"] = list(range(30))
+    h.steps["loss"] = loss
+    assert h.spikes("loss", window=20, factor=1.5) == [25]
+    assert h.spikes("loss", window=20, factor=2.5) == []

@@ -112,3 +112,188 @@ def plot_misclassified(
     titles = [f"{classes[result.labels[i]]}→{classes[result.preds[i]]} ({c:.0%})" for i, c in zip(idx.tolist(), conf.tolist())]
     title = title or f"{len(idx)} most confident of {result.errors} misclassified test images (true→predicted)"
     return image_grid(images[idx], titles, ncols=ncols, title=title)
+
+
+# --------------------------------------------------------------------------- gradient flow (notebook 04)
+
+
+def plot_grad_flow(
+    history: History, title: str = "Gradient flow: per-layer gradient norm", layers: Optional[Sequence[str]] = None,
+    max_steps: Optional[int] = None, ax=None,
+) -> matplotlib.figure.Figure:
+    """Layer x step heatmap of log10 gradient norms from `history.layer_grad_norms`, input layers at the top."""
+    norms = history.layer_grad_norms
+    layers = list(layers or norms.keys())
+    if not layers:
+        raise ValueError("the history holds no per-layer gradient norms")
+    n = min(len(norms[k]) for k in layers)
+    n = min(n, max_steps) if max_steps else n
+    m = np.log10(np.maximum(np.array([norms[k][:n] for k in layers], dtype=float), 1e-12))  # (layers, steps)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(12, 0.35 * len(layers) + 1.8))
+    im = ax.imshow(m, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_yticks(range(len(layers)), layers)
+    ax.set(title=title, xlabel="optimizer step", ylabel="layer (input at the top)")
+    fig.colorbar(im, ax=ax, label="log10 gradient norm", pad=0.01)
+    fig.tight_layout()
+    return fig
+
+
+def group_grad_snapshot(snapshot: dict, group=None) -> dict:
+    """Collapse a per-parameter grad snapshot ({name: [mean|g|, max|g|]}) into groups by `group(name)`
+    (default: the module, i.e. the name without '.weight'/'.bias'): {group: (mean |g|, max |g|)}."""
+    group = group or (lambda name: name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name)
+    out: dict = {}
+    for name, (mean, mx) in snapshot["params"].items():
+        g = group(name)
+        m0, x0, c0 = out.get(g, (0.0, 0.0, 0))
+        out[g] = (m0 + mean, max(x0, mx), c0 + 1)
+    return {g: (s / c, mx) for g, (s, mx, c) in out.items()}
+
+
+def plot_grad_snapshots(
+    history: History, steps: Optional[Sequence[int]] = None, group=None, title: str = "Mean and max |gradient| per parameter group",
+) -> matplotlib.figure.Figure:
+    """Bar charts (log scale) of mean and max |grad| per parameter group, one bar colour per chosen step."""
+    snaps = history.grad_snapshots
+    if not snaps:
+        raise ValueError("the history holds no gradient snapshots (TrainConfig.grad_snapshot_every)")
+    have = [s["step"] for s in snaps]
+    if steps is None:
+        steps = sorted({have[0], have[len(have) // 2], have[-1]})
+    chosen = []
+    for st in steps:
+        if st not in have:
+            raise ValueError(f"no gradient snapshot at step {st}; snapshots exist at steps {have[:5]}...{have[-3:]}")
+        chosen.append(snaps[have.index(st)])
+    grouped = [group_grad_snapshot(s, group) for s in chosen]
+    names = list(grouped[0].keys())
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.45 * len(names)), 7), sharex=True)
+    width = 0.8 / len(chosen)
+    x = np.arange(len(names))
+    for k, (st, g) in enumerate(zip(steps, grouped)):
+        for row, ax in enumerate(axes):
+            ax.bar(x + k * width - 0.4 + width / 2, [g[n][row] for n in names], width, label=f"step {st}")
+    for ax, what in zip(axes, ("mean |grad|", "max |grad|")):
+        ax.set_yscale("log")
+        ax.set(ylabel=what)
+        ax.legend(fontsize=8)
+    axes[0].set_title(title)
+    axes[1].set_xticks(x, names, rotation=75, fontsize=8)
+    axes[1].set_xlabel("parameter group")
+    fig.tight_layout()
+    return fig
+
+
+def plot_run_comparison(
+    histories: dict, keys: Sequence[str] = ("loss", "grad_norm"), smooth: int = 1, max_steps: Optional[int] = None,
+    title: str = "", logy: Sequence[str] = ("grad_norm",),
+) -> matplotlib.figure.Figure:
+    """Per-step curves of several runs ({label: History}) side by side, one panel per key."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, h in histories.items():
+            y = np.asarray(h.steps.get(key, []), dtype=float)[:max_steps]
+            ys = _smooth(y, smooth)
+            ax.plot(np.arange(len(ys)) + (len(y) - len(ys)), ys, label=label, lw=1)
+        if key in logy:
+            ax.set_yscale("log")
+        ax.set(title=key.replace("_", " "), xlabel="optimizer step", ylabel=key.replace("_", " "))
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_grad_profile(
+    profiles: dict, title: str = "Gradient norm per block", ylabel: str = "mean gradient norm",
+) -> matplotlib.figure.Figure:
+    """Line plot of a value per block for several models ({label: sequence}), log scale."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, ys in profiles.items():
+        ax.plot(range(len(ys)), ys, "o-", label=label)
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="block (0 = nearest the input)", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- positions (notebook 05)
+
+
+def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding similarity") -> matplotlib.figure.Figure:
+    """The ViT paper's figure: for each patch position (r, c), its cosine similarity to every position."""
+    sim = torch.as_tensor(sim).cpu()
+    g = sim.shape[0]
+    fig, axes = plt.subplots(g, g, figsize=(min(1.1 * g, 9) + 1, min(1.1 * g, 9)), squeeze=False)
+    im = None
+    for r in range(g):
+        for c in range(g):
+            ax = axes[r, c]
+            im = ax.imshow(sim[r, c].numpy(), cmap="viridis", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(str(r + 1), fontsize=8)
+            if r == g - 1:
+                ax.set_xlabel(str(c + 1), fontsize=8)
+    fig.supxlabel("input patch column")
+    fig.supylabel("input patch row")
+    fig.suptitle(title)
+    fig.colorbar(im, ax=axes, label="cosine similarity", shrink=0.8)
+    return fig
+
+
+# --------------------------------------------------------------------------- attention (notebook 06)
+
+
+def overlay(ax, image: torch.Tensor, heat: Optional[torch.Tensor] = None, title: str = "", alpha: float = 0.55,
+            cmap: str = "inferno", vmax: Optional[float] = None, colorbar: bool = False):
+    """Draw a digit (H, W) with a heat map (H, W) over it on `ax`; returns the heat map's image (or None)."""
+    ax.imshow(torch.as_tensor(image).detach().float().cpu().numpy(), cmap="gray", interpolation="nearest")
+    im = None
+    if heat is not None:
+        h = torch.as_tensor(heat).detach().float().cpu().numpy()
+        im = ax.imshow(h, cmap=cmap, alpha=alpha, interpolation="nearest", vmin=0, vmax=vmax if vmax else h.max() or 1)
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return im
+
+
+def plot_cls_attention(image: torch.Tensor, cls_maps: torch.Tensor, title: str = "CLS attention per layer and head") -> matplotlib.figure.Figure:
+    """A layer x head grid of CLS-token attention maps (L, h, H, W) over one digit (H, W), one shared colour bar."""
+    L, h = cls_maps.shape[:2]
+    vmax = float(cls_maps.max())
+    fig, axes = plt.subplots(L, h, figsize=(1.9 * h + 1.2, 1.9 * L + 0.6), squeeze=False)
+    im = None
+    for i in range(L):
+        for j in range(h):
+            im = overlay(axes[i, j], image, cls_maps[i, j], vmax=vmax)
+            if i == 0:
+                axes[i, j].set_title(f"head {j}", fontsize=9)
+            if j == 0:
+                axes[i, j].set_ylabel(f"layer {i}", fontsize=9)
+    fig.suptitle(title)
+    fig.colorbar(im, ax=axes, label="attention weight", shrink=0.8)
+    return fig
+
+
+def plot_attention_distance(dist: torch.Tensor, title: str = "Mean attention distance per head",
+                            image_size: int = 28) -> matplotlib.figure.Figure:
+    """The ViT paper's scatter: each head's mean attention distance (pixels) against its depth. dist: (L, h)."""
+    d = torch.as_tensor(dist).cpu().numpy()
+    L, h = d.shape
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j in range(h):
+        ax.scatter(np.arange(L), d[:, j], label=f"head {j}", s=40)
+    ax.plot(np.arange(L), d.mean(1), "k--", lw=1, label="mean over heads")
+    ax.set(title=title, xlabel="layer (network depth)", ylabel="mean attention distance (pixels)",
+           xticks=np.arange(L), ylim=(0, image_size * 0.75))
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -46,3 +46,36 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}") from None
+
+
+# --------------------------------------------------------------------------- the notebooks' shared runs
+
+FAST_TRAIN_IMAGES = 4000  # FAST mode (CI): train on this many images ...
+FAST_EPOCHS = 2  # ... for this many epochs
+
+
+def notebook_runs_dir(fast: bool):
+    """Where the notebooks keep their runs: ``runs/``, or ``runs/fast/`` for FAST (CI) runs, so a quick
+    check never replaces or reuses the real models."""
+    from .runs import default_runs_dir
+
+    return default_runs_dir() / "fast" if fast else default_runs_dir()
+
+
+def shrink_for_fast(train_set, train_config: TrainConfig, fast: bool, epochs: int = FAST_EPOCHS):
+    """The same code path on fewer images and epochs when `fast`; unchanged otherwise."""
+    import dataclasses
+
+    if not fast:
+        return train_set, train_config
+    return train_set.take(FAST_TRAIN_IMAGES), dataclasses.replace(train_config, epochs=min(epochs, train_config.epochs))
+
+
+def default_vit_run(data, fast: bool = False, **kwargs):
+    """Notebook 03's ViT: the default recipe, run name ``vit_tiny_mnist``. Trained the first time it is asked
+    for (by notebook 03 or any later one), loaded afterwards."""
+    from .runs import train_or_load
+
+    r = RECIPES["default"]
+    train_set, cfg = shrink_for_fast(data.train, r.train, fast)
+    return train_or_load("vit_tiny_mnist", r.model, train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)

@@ -167,6 +167,12 @@ class History:
         v = self.epochs.get(key, [])
         return v[-1] if v else None
 
+    def spikes(self, key: str = "loss", window: int = 20, factor: float = 1.5) -> list:
+        """Steps where per-step `key` jumps above `factor` x the median of the `window` steps before it."""
+        y = np.asarray(self.steps.get(key, []), dtype=float)
+        return [int(self.steps["step"][i]) for i in range(window, len(y))
+                if y[i] > factor * np.median(y[i - window : i])]
+
 
 # --------------------------------------------------------------------------- evaluation
 
