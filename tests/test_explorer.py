@@ -44,6 +44,8 @@ def test_every_control_changes_what_is_shown(explorer):
         assert not torch.allclose(before_map, after_map), f"map unchanged after setting {field}"
         assert after_png != before_png, f"image unchanged after setting {field}"
     assert ex.w_discard.disabled and not ex.w_target.disabled  # only the current mode's controls are live
+    ex.w_target.value = -1  # back to "predicted"
+    assert ex.state.target is None and ex.w_target.label == "predicted"
 
 
 def test_query_by_sliders_and_by_clicking_the_patch_grid(explorer):

@@ -218,8 +218,10 @@ class AttentionExplorer:
         self.w_head = W.Dropdown(options=list(HEAD_FUSIONS) + list(range(h)), value=s.head, description="head")
         self.w_discard = W.FloatSlider(value=s.discard_ratio, min=0.0, max=0.95, step=0.05, description="discard",
                                        continuous_update=False, disabled=s.mode != "rollout")
-        self.w_target = W.Dropdown(options=[("predicted", None)] + [(c, i) for i, c in enumerate(self.classes)],
-                                   value=s.target, description="class", disabled=s.mode != "gradient")
+        # -1 stands for "the predicted class": a Dropdown shows a None value as an empty box.
+        self.w_target = W.Dropdown(options=[("predicted", -1)] + [(c, i) for i, c in enumerate(self.classes)],
+                                   value=-1 if s.target is None else s.target, description="class",
+                                   disabled=s.mode != "gradient")
         self.w_cls = W.Checkbox(value=s.query is None, description="query = CLS token", indent=False)
         self.w_row = W.IntSlider(value=0, min=0, max=g - 1, description="row", disabled=s.query is None,
                                  continuous_update=False)
@@ -278,7 +280,7 @@ class AttentionExplorer:
         elif w is self.w_discard:
             changes["discard_ratio"] = float(change["new"])
         elif w is self.w_target:
-            changes["target"] = change["new"]
+            changes["target"] = None if change["new"] == -1 else int(change["new"])
         elif w is self.w_cls:
             changes["query"] = None if change["new"] else (self.w_row.value, self.w_col.value)
         elif w in (self.w_row, self.w_col) and s.query is not None:
@@ -299,7 +301,7 @@ class AttentionExplorer:
             self.w_layer.value = s.layer
             self.w_head.value = s.head
             self.w_discard.value = s.discard_ratio
-            self.w_target.value = s.target
+            self.w_target.value = -1 if s.target is None else s.target
             self.w_discard.disabled = s.mode != "rollout"
             self.w_target.disabled = s.mode != "gradient"
             self.w_cls.value = s.query is None
