@@ -91,3 +91,20 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(tmp_path / "c.pt", m, epoch=2)
     assert (tmp_path / "c.pt").read_bytes() == before
     assert os.listdir(tmp_path) == ["c.pt"]  # no temporary file left behind
+
+
+def test_checkpoint_predating_a_config_field_still_loads(tmp_path):
+    """A field added to ViTConfig later (norm_eps) counts as its default for older checkpoints."""
+    from vitlab import ViT, load_model, save_checkpoint, vit_micro_mnist
+
+    model = ViT(vit_micro_mnist())
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model_config"]["norm_eps"]  # as written before the field existed
+    torch.save(ckpt, path)
+    loaded, _ = load_model(path)
+    assert loaded.cfg.norm_eps == 1e-5
+    from vitlab.checkpoint import config_mismatch
+
+    assert "norm_eps" in config_mismatch({**ckpt["model_config"], "norm_eps": 1e-6}, model.cfg.to_dict(), "vit")

@@ -8,6 +8,7 @@ accepted, so a checkpoint cannot run code when loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import tempfile
@@ -125,8 +126,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def config_mismatch(saved: dict, current: dict) -> str:
-    """'dim: checkpoint 64, model 128; depth: ...' for the fields that differ ('' if none)."""
+def config_mismatch(saved: dict, current: dict, model_type: Optional[str] = None) -> str:
+    """'dim: checkpoint 64, model 128; depth: ...' for the fields that differ ('' if none).
+
+    With `model_type`, fields a checkpoint predates (added to the config later) count as their defaults.
+    """
+    if model_type in MODEL_TYPES:
+        cfg_cls = MODEL_TYPES[model_type][0]
+        known = {f.name: f.default for f in dataclasses.fields(cfg_cls)}
+        saved = {**{k: v for k, v in known.items() if k not in saved and k in current}, **saved}
     keys = sorted(set(saved) | set(current))
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
     return "; ".join(diffs)
@@ -137,7 +145,7 @@ def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkp
     mtype = model_type_of(model)
     if ckpt["model_type"] != mtype:
         raise CheckpointError(f"{path}: checkpoint holds a {ckpt['model_type']!r} model, not a {mtype!r}")
-    diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict())
+    diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), mtype)
     if diff:
         raise CheckpointError(f"{path}: checkpoint is from another model config ({diff})")
     try:

@@ -40,6 +40,7 @@ class ViTConfig(DictConfig):
     pool: str = "cls"  # "cls": read the CLS token; "mean": average the patch tokens
     prenorm: bool = True  # LayerNorm before each sub-layer (ViT); False gives the original post-norm Transformer
     qkv_bias: bool = True  # bias on the query/key/value projection
+    norm_eps: float = 1e-5  # LayerNorm epsilon (PyTorch's default; timm's ViTs use 1e-6)
 
     def __post_init__(self):
         if self.patch_size <= 0 or self.image_size % self.patch_size != 0:
@@ -195,9 +196,9 @@ class Block(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.prenorm = cfg.prenorm
-        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
@@ -242,7 +243,7 @@ class ViT(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         # Pre-norm leaves the residual stream un-normalised, so it needs a final LayerNorm;
         # post-norm blocks already end in one.
-        self.norm = nn.LayerNorm(cfg.dim) if cfg.prenorm else nn.Identity()
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.prenorm else nn.Identity()
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
         self.apply(self._init_weights)
         nn.init.trunc_normal_(self.cls_token, std=0.02)

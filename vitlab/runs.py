@@ -66,7 +66,7 @@ def train_or_load(
     model = build_model(model_type, model_config)
     if ckpt_path.exists() and not retrain:
         ckpt = load_checkpoint(ckpt_path)
-        diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict()) if ckpt["model_type"] == model_type else "type"
+        diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), model_type) if ckpt["model_type"] == model_type else "type"
         saved, now = ckpt.get("train_config", {}), train_config.to_dict()
         recipe = [k for k in _RUN_FIELDS if saved.get(k) != now[k]]
         if diff or recipe:
