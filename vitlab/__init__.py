@@ -3,9 +3,11 @@
 The small public API the notebooks and users build on.
 """
 
+from .attention import attention_maps, attention_rollout, gradient_rollout
 from .checkpoint import CheckpointError, build_model, load_checkpoint, load_model, save_checkpoint
 from .cnn import CNNConfig, SmallCNN
 from .data import Augment, DataError, DataSplits, ImageSet, load_dataset, read_idx
+from .explorer import explore_attention
 from .images import ImageError, load_digit, to_mnist_style
 from .model import (
     PRESETS,
@@ -19,6 +21,7 @@ from .model import (
     vit_small_mnist,
     vit_tiny_mnist,
 )
+from .pretrained import PretrainedError, load_backbone, load_pretrained, vit_from_timm
 from .runs import Run, default_runs_dir, train_or_load
 from .train import EvalResult, History, TrainConfig, Trainer, evaluate, set_seed
 
@@ -30,4 +33,6 @@ __all__ = [
     "build_model", "count_parameters", "default_runs_dir", "evaluate", "load_checkpoint", "load_dataset",
     "load_digit", "load_model", "patchify", "read_idx", "save_checkpoint", "set_seed", "to_mnist_style",
     "train_or_load", "unpatchify", "vit_micro_mnist", "vit_small_mnist", "vit_tiny_mnist",
+    "attention_maps", "attention_rollout", "gradient_rollout", "explore_attention",
+    "PretrainedError", "load_backbone", "load_pretrained", "vit_from_timm",
 ]

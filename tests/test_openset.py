@@ -1,0 +1,69 @@
+"""Open-set scores, metrics and splits."""
+
+import numpy as np
+import pytest
+import torch
+
+from vitlab.data import DATASETS, ImageSet
+from vitlab.openset import (
+    auroc,
+    calibration,
+    fpr_at_tpr,
+    known_score,
+    known_unknown_split,
+    open_set_splits,
+    threshold_at_tpr,
+)
+
+
+def test_scores():
+    logits = torch.tensor([[4.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    msp = known_score(logits, "msp")
+    assert msp[0] > msp[1] and torch.isclose(msp[1], torch.tensor(1 / 3))
+    assert known_score(logits, "max_logit").tolist() == [4.0, 1.0]
+    e = known_score(logits, "energy")
+    assert torch.allclose(e, torch.logsumexp(logits, -1))
+    with pytest.raises(ValueError, match="score must be one of"):
+        known_score(logits, "entropy")
+
+
+def test_auroc_and_fpr():
+    assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert auroc([0.1, 0.2], [0.9, 0.8]) == 0.0
+    assert auroc([0.5, 0.5], [0.5, 0.5]) == 0.5
+    known = np.linspace(0, 1, 101)  # 0.00 .. 1.00
+    thr = threshold_at_tpr(known, 0.95)
+    assert (known >= thr).mean() >= 0.95 and thr == pytest.approx(0.05)
+    assert fpr_at_tpr(known, np.array([0.0, 0.04, 0.06, 0.9])) == 0.5
+    with pytest.raises(ValueError):
+        auroc([], [0.1])
+
+
+def test_calibration_perfect_and_overconfident():
+    # 10 predictions at confidence 0.9 of which 9 are right: perfectly calibrated.
+    probs = torch.tensor([[0.9, 0.1]] * 10)
+    labels = torch.tensor([0] * 9 + [1])
+    c = calibration(probs, labels, bins=10)
+    assert c.ece == pytest.approx(0.0, abs=1e-6) and c.bin_counts.sum() == 10
+    # All wrong at confidence 0.9: ECE 0.9.
+    assert calibration(probs, torch.ones(10, dtype=torch.long), bins=10).ece == pytest.approx(0.9)
+    assert np.isnan(c.bin_accuracy[0])  # empty bins are nan, not zero
+
+
+def test_known_unknown_split():
+    data = ImageSet(torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10), DATASETS["mnist"], "t")
+    k, rest = known_unknown_split(data, [7, 2])
+    assert k.labels.tolist() == [1, 0]  # 2 -> 1, 7 -> 0 (the order given), in dataset order
+    assert sorted(rest.labels.tolist()) == [0, 1, 3, 4, 5, 6, 8, 9]
+    _, unk = known_unknown_split(data, [7, 2], unknown_label=True)
+    assert set(unk.labels.tolist()) == {2}
+    with pytest.raises(ValueError, match="distinct"):
+        known_unknown_split(data, [1, 1])
+    with pytest.raises(ValueError, match="0..9"):
+        known_unknown_split(data, [10])
+
+
+def test_open_set_splits_are_seeded_and_distinct():
+    s = open_set_splits(6, 10, 5, seed=0)
+    assert s == open_set_splits(6, 10, 5, seed=0) and len({tuple(x) for x in s}) == 5
+    assert all(len(x) == 6 and x == sorted(x) for x in s)
