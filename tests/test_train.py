@@ -130,3 +130,73 @@ def test_history_spikes():
     h.steps["loss"] = loss
     assert h.spikes("loss", window=20, factor=1.5) == [25]
     assert h.spikes("loss", window=20, factor=2.5) == []
+
+
+def test_train_or_load_fine_tunes_from_init_and_freezes(tmp_path, mnist):
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from vitlab import CheckpointError, ViT, train_or_load, vit_micro_mnist
+    from vitlab.train import TrainConfig
+
+    torch.manual_seed(0)
+    base = ViT(vit_micro_mnist())
+    cfg3 = dataclasses.replace(vit_micro_mnist(), num_classes=3)
+    tc = TrainConfig(epochs=1, batch_size=64, max_steps_per_epoch=3, augment=None)
+    from vitlab.data import ImageSet
+
+    t = mnist.train.take(256)
+    train = ImageSet(t.images, t.labels % 3, t.info, t.name)
+    run = train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, train_only=["head"],
+                        tensorboard=False, progress=False, verbose=False)
+    after = run.model.state_dict()
+    for k, v in base.state_dict().items():
+        if k.startswith("head."):
+            assert after[k].shape != v.shape  # a new 3-way head
+        else:
+            assert torch.equal(after[k], v), k  # frozen backbone, copied from init
+    again = train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, train_only=["head"],
+                          verbose=False)
+    assert not again.trained_now
+    with pytest.raises(CheckpointError, match="train_only"):
+        train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, verbose=False)
+    with pytest.raises(ValueError, match="names no parameters"):
+        train_or_load("probe2", cfg3, train, None, tc, runs_dir=tmp_path, train_only=["heads"], verbose=False)
+
+
+class _Reconstruct:
+    """An objective without labels or logits: make the model's 10 outputs match the mean of the image."""
+
+    def __call__(self, model, x, y):
+        out = model(x)  # (B, 10)
+        return ((out - x.mean(dim=(1, 2, 3))[:, None]) ** 2).mean(), None
+
+    def to_dict(self):
+        return {"name": "Reconstruct"}
+
+
+def test_custom_objective_trains_and_is_recorded(mnist, tmp_path):
+    from vitlab import CrossEntropy, Objective
+
+    cfg = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=8, augment=None, label_smoothing=0.0)
+    t = mnist.train.take(512)
+    run = train_or_load("obj", vit_micro_mnist(), t, mnist.val.take(200), cfg, runs_dir=tmp_path, objective=_Reconstruct(),
+                        tensorboard=False, progress=False, verbose=False)
+    h = run.history
+    assert all(math.isnan(a) for a in h.epochs["train_acc"] + h.epochs["val_acc"] + h.steps["acc"])
+    assert h.steps["loss"][-1] < h.steps["loss"][0] and not math.isnan(h.epochs["val_loss"][-1])
+    # the objective is part of the run's identity: the same run under cross-entropy is refused
+    with pytest.raises(CheckpointError, match="objective"):
+        train_or_load("obj", vit_micro_mnist(), t, None, cfg, runs_dir=tmp_path, objective=CrossEntropy(), verbose=False)
+    assert not train_or_load("obj", vit_micro_mnist(), t, None, cfg, runs_dir=tmp_path, objective=_Reconstruct(),
+                             verbose=False).trained_now
+    # the explicit default objective trains exactly what the implicit one does
+    set_seed(0)
+    a = Trainer(ViT(vit_micro_mnist()), t, None, cfg, progress=False, verbose=False)
+    set_seed(0)
+    b = Trainer(ViT(vit_micro_mnist()), t, None, cfg, progress=False, verbose=False, objective=CrossEntropy(0.0))
+    a.fit(), b.fit()
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert issubclass(CrossEntropy, Objective)

@@ -23,13 +23,13 @@ from .model import (
 )
 from .pretrained import PretrainedError, load_backbone, load_pretrained, vit_from_timm
 from .runs import Run, default_runs_dir, train_or_load
-from .train import EvalResult, History, TrainConfig, Trainer, evaluate, set_seed
+from .train import CrossEntropy, EvalResult, History, Objective, TrainConfig, Trainer, evaluate, set_seed
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Augment", "AttentionRecorder", "CheckpointError", "CNNConfig", "DataError", "DataSplits", "EvalResult",
-    "History", "ImageError", "ImageSet", "PRESETS", "Run", "SmallCNN", "TrainConfig", "Trainer", "ViT", "ViTConfig",
+    "CrossEntropy", "History", "ImageError", "Objective", "ImageSet", "PRESETS", "Run", "SmallCNN", "TrainConfig", "Trainer", "ViT", "ViTConfig",
     "build_model", "count_parameters", "default_runs_dir", "evaluate", "load_checkpoint", "load_dataset",
     "load_digit", "load_model", "patchify", "read_idx", "save_checkpoint", "set_seed", "to_mnist_style",
     "train_or_load", "unpatchify", "vit_micro_mnist", "vit_small_mnist", "vit_tiny_mnist",

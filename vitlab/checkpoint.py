@@ -25,8 +25,23 @@ from .model import ViT, ViTConfig
 FORMAT = "vitlab-checkpoint"
 VERSION = 1
 
-# model type name -> (config class, model class)
+# model type name -> (config class, model class); other modules add theirs with register_model_type
 MODEL_TYPES = {"vit": (ViTConfig, ViT), "cnn": (CNNConfig, SmallCNN)}
+
+
+def register_model_type(name: str, config_cls: type, model_cls: type) -> None:
+    """Make a model class checkpointable under `name` (e.g. "mae" from vitlab.mae)."""
+    if name in MODEL_TYPES and MODEL_TYPES[name] != (config_cls, model_cls):
+        raise ValueError(f"model type {name!r} is already registered for {MODEL_TYPES[name][1].__name__}")
+    MODEL_TYPES[name] = (config_cls, model_cls)
+
+
+def model_type_for_config(config) -> str:
+    """The registered model type whose config class `config` is an instance of."""
+    for name, (cfg_cls, _) in MODEL_TYPES.items():
+        if type(config) is cfg_cls:
+            return name
+    raise CheckpointError(f"no model type takes a {type(config).__name__}; known: {sorted(MODEL_TYPES)}")
 
 
 class CheckpointError(ValueError):

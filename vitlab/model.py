@@ -273,18 +273,37 @@ class ViT(nn.Module):
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
             raise ValueError(f"expected input of shape (B, {c}, {s}, {s}), got {tuple(x.shape)}")
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Image to the token sequence that enters the first block: (B, C, H, W) -> (B, T, D)."""
+    num_prefix_tokens = 1  # tokens before the patches (CLS); subclasses with more (DeiT's distillation token) say so
+
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with their positions, no CLS: (B, C, H, W) -> (B, N, D).
+
+        MAE drops some of these before the blocks; `embed` puts CLS in front of all of them.
+        """
         self.check_input(x)
         x = self.patch_embed(x)  # (B, N, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (B, 1, D)
-        x = torch.cat([cls, x], dim=1)  # (B, T, D)
         if self.pos_embed is not None:
-            x = x + self.pos_embed
-        return self.pos_drop(x)
+            x = x + self.pos_embed[:, 1:]
+        return x
+
+    def cls_tokens(self, batch_size: int) -> torch.Tensor:
+        """The CLS token with its position, once per image: (B, 1, D)."""
+        cls = self.cls_token if self.pos_embed is None else self.cls_token + self.pos_embed[:, :1]
+        return cls.expand(batch_size, -1, -1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image to the token sequence that enters the first block: (B, C, H, W) -> (B, T, D)."""
+        patches = self.embed_patches(x)  # (B, N, D)
+        return self.pos_drop(torch.cat([self.cls_tokens(patches.shape[0]), patches], dim=1))  # (B, T, D)
 
     def forward_features(self, x: torch.Tensor, return_attn: bool = False):
-        x = self.embed(x)  # (B, T, D)
+        return self.forward_tokens(self.embed(x), return_attn)
+
+    def forward_tokens(self, x: torch.Tensor, return_attn: bool = False):
+        """Run any token sequence (B, T', D) through the blocks and the final norm: (B, T', D).
+
+        `forward_features` calls it on every token; MAE's encoder on CLS plus the visible patches only.
+        """
         attns = []
         for blk in self.blocks:
             x, w = blk(x, return_attn)
@@ -294,7 +313,7 @@ class ViT(nn.Module):
         return (x, attns) if return_attn else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x[:, 0] if self.cfg.pool == "cls" else x[:, 1:].mean(dim=1)  # (B, D)
+        x = x[:, 0] if self.cfg.pool == "cls" else x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D)
         return x if pre_logits else self.head(x)  # (B, D) or (B, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

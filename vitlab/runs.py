@@ -12,14 +12,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, build_model, config_mismatch, load_checkpoint, load_weights, model_type_of
+from .checkpoint import (
+    CheckpointError,
+    build_model,
+    config_mismatch,
+    load_checkpoint,
+    load_weights,
+    model_type_for_config,
+    model_type_of,
+)
 from .data import ImageSet
 from .paths import project_dir
-from .train import History, TrainConfig, Trainer, _RUN_FIELDS, set_seed
+from .train import History, Objective, TrainConfig, Trainer, _RUN_FIELDS, set_seed
 
 
 def default_runs_dir() -> Path:
@@ -52,23 +60,41 @@ def train_or_load(
     progress: bool = True,
     verbose: bool = True,
     callbacks: Optional[dict] = None,
+    init: Optional[nn.Module] = None,
+    train_only: Optional[Sequence[str]] = None,
+    objective: Optional[Objective] = None,
 ) -> Run:
     """Load run `name` if it finished with this model config and recipe; otherwise (re)train it.
 
-    `model_config` is a ViTConfig or CNNConfig (the model type follows from it).
+    `model_config` is the config of any registered model type (ViTConfig, CNNConfig, MAEConfig, ...);
+    the model type follows from it.
     The model is initialised with `train_config.seed`, so a run is reproducible.
+
+    Fine-tuning: `init` is a model whose weights are copied in first (every tensor
+    whose name and shape match, e.g. all but a resized head); `train_only` lists
+    parameter-name prefixes to train (["head"] = a linear probe), the rest frozen.
+    Both are recorded in the checkpoint, and asking for a finished run with other
+    settings is an error.
+
+    `objective` replaces the trainer's cross-entropy (see `vitlab.train.Objective`); its
+    `to_dict()` is recorded like `init` and `train_only`.
     """
     if model_type is None:
-        model_type = "cnn" if type(model_config).__name__ == "CNNConfig" else "vit"
+        model_type = model_type_for_config(model_config)
     path = Path(runs_dir or default_runs_dir()) / name
     ckpt_path = path / "checkpoint.pt"
     set_seed(train_config.seed)
     model = build_model(model_type, model_config)
+    setup = {"init": type(init).__name__ if init is not None else None,
+             "train_only": sorted(train_only) if train_only else None,
+             "objective": objective.to_dict() if objective is not None else None}
     if ckpt_path.exists() and not retrain:
         ckpt = load_checkpoint(ckpt_path)
         diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), model_type) if ckpt["model_type"] == model_type else "type"
         saved, now = ckpt.get("train_config", {}), train_config.to_dict()
         recipe = [k for k in _RUN_FIELDS if saved.get(k) != now[k]]
+        saved_setup = {k: ckpt.get("extra", {}).get(k) for k in setup}
+        recipe += [k for k in setup if saved_setup[k] != setup[k]]
         if diff or recipe:
             what = diff if diff else "recipe fields " + ", ".join(recipe)
             raise CheckpointError(
@@ -85,6 +111,19 @@ def train_or_load(
             return Run(model.eval(), History.from_dict(ckpt["history"]), path, trained_now=False)
     if retrain and ckpt_path.exists():
         ckpt_path.unlink()
+    if init is not None:
+        mine = model.state_dict()
+        copy = {k: v for k, v in init.state_dict().items() if k in mine and mine[k].shape == v.shape}
+        if not copy:
+            raise ValueError(f"run {name!r}: the init model shares no weights with {model_config}")
+        model.load_state_dict(copy, strict=False)
+    if train_only:
+        names = [n for n, _ in model.named_parameters()]
+        unknown = [t for t in train_only if not any(n.startswith(t) for n in names)]
+        if unknown:
+            raise ValueError(f"train_only names no parameters: {unknown}")
+        for n, p in model.named_parameters():
+            p.requires_grad_(any(n.startswith(t) for t in train_only))
     trainer = Trainer(
         model,
         train_set,
@@ -94,7 +133,8 @@ def train_or_load(
         tensorboard_dir=path / "tb" if tensorboard else None,
         progress=progress,
         verbose=verbose,
-        extra={"run_name": name},
+        extra={"run_name": name, **setup},
+        objective=objective,
     )
     for event, fns in (callbacks or {}).items():
         for fn in fns if isinstance(fns, (list, tuple)) else [fns]:

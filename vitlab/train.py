@@ -1,7 +1,9 @@
 """The training engine: model-agnostic, like minGPT's trainer.
 
-The loop knows nothing of the model beyond "images in, logits out". What the
-notebooks show comes from the returned `History` (per step and per epoch:
+The loop knows nothing of the model beyond "images in, logits out", or, for
+other objectives (masked autoencoding, distillation), beyond the `objective`
+callable it is given: ``objective(model, x, y) -> (loss, logits or None)``.
+What the notebooks show comes from the returned `History` (per step and per epoch:
 loss, accuracy, learning rate, per-layer gradient norms) or from callbacks.
 
 Determinism: everything random in epoch e (shuffling, augmentation, dropout)
@@ -237,6 +239,39 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=No
     )
 
 
+# --------------------------------------------------------------------------- objectives
+
+
+class Objective:
+    """What a training step minimises: ``objective(model, x, y) -> (loss, logits or None)``.
+
+    The default is classification cross-entropy. Subclasses (e.g. masked
+    autoencoding, distillation) return logits only when accuracy means
+    something. `to_dict()` describes the objective; runs record it, so a run
+    cannot be resumed or reloaded under another objective.
+    """
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__}
+
+
+class CrossEntropy(Objective):
+    """Cross-entropy on the model's logits, with label smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, model, x, y):
+        logits = model(x)  # (B, classes)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
+
+    def to_dict(self) -> dict:
+        return {"name": "CrossEntropy", "label_smoothing": self.label_smoothing}
+
+
 # --------------------------------------------------------------------------- trainer
 
 
@@ -247,6 +282,9 @@ class Trainer:
                           checkpoint_path="runs/x/checkpoint.pt")
         trainer.add_callback("on_epoch_end", lambda tr: print(tr.history.last("val_acc")))
         history = trainer.fit()          # or fit(resume=True) after a crash
+
+    `objective` replaces the default cross-entropy (see `Objective`); with one,
+    validation reports the objective's own loss (and accuracy when it returns logits).
 
     Callbacks receive the trainer; events: on_step_end, on_epoch_end, on_train_end.
     A callback may set `trainer.stop = True` to end training after the current step.
@@ -265,8 +303,11 @@ class Trainer:
         progress: bool = True,
         verbose: bool = True,
         extra: Optional[dict] = None,
+        objective: Optional[Objective] = None,
     ):
         self.config = config or TrainConfig()
+        self.custom_objective = objective is not None
+        self.objective = objective if objective is not None else CrossEntropy(self.config.label_smoothing)
         self.device = resolve_device(self.config.device)
         self.model = model.to(self.device)
         self.train_set, self.val_set = train_set, val_set
@@ -356,7 +397,25 @@ class Trainer:
             self.history.grad_snapshots.append({"step": self.step, "params": stats})
         return math.sqrt(sum(sq.values()))
 
+    @torch.no_grad()
+    def _validate_objective(self) -> tuple[float, float]:
+        """Mean objective loss (and accuracy, when it returns logits) over the validation set, in eval mode."""
+        self.model.eval()
+        loss_sum, correct, n, has_logits = 0.0, 0, 0, False
+        torch.manual_seed(self.config.seed)  # objectives that draw (e.g. MAE masks) see the same draws every epoch
+        for x, y in self.val_set.batches(self.config.eval_batch_size):
+            x, y = x.to(self.device), y.to(self.device)
+            loss, logits = self.objective(self.model, x, y)
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum()) if logits is not None else 0
+            n += len(y)
+            has_logits = logits is not None
+        self.model.train()
+        return loss_sum / n, (correct / n if has_logits else float("nan"))
+
     def _validate(self) -> tuple[float, float]:
+        if self.custom_objective:
+            return self._validate_objective()
         logits = predict_logits(self.model, self.val_set, self.config.eval_batch_size, self.device)
         y = self.val_set.labels
         return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
@@ -402,8 +461,7 @@ class Trainer:
             if i >= self.steps_per_epoch:
                 break
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = self.model(x)  # (B, classes)
-            loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
+            loss, logits = self.objective(self.model, x, y)  # logits (B, classes), or None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = self._grad_norms()
@@ -412,11 +470,12 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
-            acc_b = (logits.argmax(1) == y).sum()
+            acc_b = (logits.argmax(1) == y).sum() if logits is not None else None
             loss_sum += loss.detach() * len(y)
-            correct += acc_b
+            if acc_b is not None:
+                correct += acc_b
             seen += len(y)
-            loss_v, acc_v = loss.item(), acc_b.item() / len(y)
+            loss_v, acc_v = loss.item(), (acc_b.item() / len(y) if acc_b is not None else float("nan"))
             for k, v in (("step", self.step), ("epoch", e), ("loss", loss_v), ("acc", acc_v), ("lr", lr), ("grad_norm", gnorm)):
                 self.history.steps[k].append(v)
             if writer is not None:
@@ -434,7 +493,7 @@ class Trainer:
         ep = self.history.epochs
         ep["epoch"].append(self.epoch)
         ep["train_loss"].append(float(loss_sum) / max(seen, 1))
-        ep["train_acc"].append(float(correct) / max(seen, 1))
+        ep["train_acc"].append(float(correct) / max(seen, 1) if acc_b is not None else float("nan"))
         if self.val_set is not None and len(self.val_set):
             vl, va = self._validate()
         else:
