@@ -67,3 +67,45 @@ def test_open_set_splits_are_seeded_and_distinct():
     s = open_set_splits(6, 10, 5, seed=0)
     assert s == open_set_splits(6, 10, 5, seed=0) and len({tuple(x) for x in s}) == 5
     assert all(len(x) == 6 and x == sorted(x) for x in s)
+
+
+class _PixelModel(torch.nn.Module):
+    """Class c is 'pixel (0, c) is lit'; with explicit=True a third logit of 2.0 says 'unknown'."""
+
+    def __init__(self, explicit):
+        super().__init__()
+        self.explicit = explicit
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        lit = (x[:, 0, 0, :2] - x[:, 0, 0, 2:3]) * 2  # (B, 2): lit pixels stand above the background
+        if self.explicit:
+            lit = torch.cat([lit, torch.full_like(lit[:, :1], 2.0)], dim=1)
+        return lit
+
+
+def _sets():
+    from vitlab.openset import noise_images
+
+    imgs = torch.zeros(20, 28, 28, dtype=torch.uint8)
+    labels = torch.arange(20) % 2
+    imgs[torch.arange(20), 0, labels] = 255
+    known = ImageSet(imgs, labels, DATASETS["mnist"], "known")
+    blank = ImageSet(torch.zeros(10, 28, 28, dtype=torch.uint8), torch.zeros(10, dtype=torch.long), DATASETS["mnist"], "blank")
+    return known, {"blank": blank, "noise": noise_images(10, known)}
+
+
+def test_evaluate_open_set_explicit_and_threshold():
+    from vitlab.openset import evaluate_open_set
+
+    known, unknowns = _sets()
+    r = evaluate_open_set(_PixelModel(True), known, unknowns, method="explicit")
+    assert r.known_acc == 1.0 and r.unknown_recall["blank"] == 1.0 and r.auroc["blank"] == 1.0
+    assert r.confusion.tolist() == [[10, 0, 0], [0, 10, 0], [0, 0, 10]]
+    t = evaluate_open_set(_PixelModel(False), known, unknowns, method="threshold", score="msp", known_val=known)
+    assert t.method == "threshold:msp" and t.known_acc == 1.0 and t.unknown_recall["blank"] == 1.0
+    assert t.auroc["blank"] == 1.0 and t.fpr95["blank"] == 0.0 and t.threshold > 0.5
+    with pytest.raises(ValueError, match="validation"):
+        evaluate_open_set(_PixelModel(False), known, unknowns, method="threshold")
+    with pytest.raises(ValueError, match="method"):
+        evaluate_open_set(_PixelModel(False), known, unknowns, method="vote")

@@ -89,3 +89,15 @@ def test_position_and_attention_figures():
     fig = plot_attention_distance(torch.rand(3, 4) * 10)
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel() and len(ax.collections) == 4
+
+
+def test_open_set_figures():
+    from vitlab.openset import calibration
+    from vitlab.plots import plot_reliability, plot_score_histograms
+
+    fig = plot_score_histograms({"known": np.random.rand(50), "unknown": np.random.rand(30) - 0.5}, threshold=0.1)
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() and len(ax.get_legend().get_texts()) == 3
+    probs = torch.softmax(torch.randn(100, 3), -1)
+    fig = plot_reliability(calibration(probs, torch.randint(0, 3, (100,)), bins=10))
+    assert "ECE" in fig.axes[0].get_title()

@@ -17,7 +17,7 @@ rate, expected calibration error with its reliability bins.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -120,3 +120,141 @@ def open_set_splits(num_known: int = 6, num_classes: int = 10, splits: int = 5, 
         if s not in out:
             out.append(s)
     return out
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class OpenSetReport:
+    method: str  # "explicit" (a trained unknown class) or "threshold:<score>"
+    known_acc: float  # known test images given their right known class (an "unknown" answer counts as wrong)
+    unknown_recall: dict  # source -> share of its images answered "unknown"
+    auroc: dict  # source -> AUROC of the known score, known test images vs that source
+    fpr95: dict  # source -> share of that source accepted at the threshold keeping 95% of known images
+    threshold: Optional[float]  # the score threshold (threshold method), set on validation knowns
+    confusion: np.ndarray  # (K+1, K+1) on known test + the first unknown source; last row/column = unknown
+    known_scores: np.ndarray  # (n_known,) the known score of each known test image
+    unknown_scores: dict  # source -> (n,) known scores
+    probs: torch.Tensor  # (n_known, K or K+1) class probabilities on the known test images
+
+
+def _logits(model, data: ImageSet) -> torch.Tensor:
+    from .train import predict_logits
+
+    return predict_logits(model, data)
+
+
+def evaluate_open_set(model, known_test: ImageSet, unknowns: dict, method: str = "explicit", score: str = "msp",
+                      known_val: Optional[ImageSet] = None, tpr: float = 0.95) -> OpenSetReport:
+    """Open-set figures of `model` on known test images (labels 0..K-1) and named unknown sets.
+
+    method="explicit": the model has K+1 outputs, the last meaning unknown; the known score is 1 - p(unknown).
+    method="threshold": the model has K outputs; an input is unknown when its `score` falls below the threshold
+    that keeps `tpr` of the *validation* known images (`known_val`, required), so the test set never sets it.
+    """
+    if not unknowns:
+        raise ValueError("give at least one unknown set")
+    lk = _logits(model, known_test)
+    K = lk.shape[1] - 1 if method == "explicit" else lk.shape[1]
+    if method == "explicit":
+        def score_of(logits):
+            return 1 - logits.softmax(-1)[:, K]
+
+        def answer(logits):
+            return logits.argmax(-1)
+        threshold = None
+    elif method == "threshold":
+        if known_val is None:
+            raise ValueError("the threshold method needs known validation images to set its threshold")
+
+        def score_of(logits):
+            return known_score(logits, score)
+        threshold = threshold_at_tpr(score_of(_logits(model, known_val)).numpy(), tpr)
+
+        def answer(logits):
+            pred = logits.argmax(-1)
+            return torch.where(score_of(logits) >= threshold, pred, torch.full_like(pred, K))
+    else:
+        raise ValueError(f"method must be 'explicit' or 'threshold', got {method!r}")
+    sk = score_of(lk).numpy()
+    ak = answer(lk)
+    report = OpenSetReport(
+        method=method if method == "explicit" else f"threshold:{score}",
+        known_acc=float((ak == known_test.labels).float().mean()),
+        unknown_recall={}, auroc={}, fpr95={}, threshold=threshold,
+        confusion=np.zeros((K + 1, K + 1), dtype=np.int64), known_scores=sk, unknown_scores={},
+        probs=lk.softmax(-1),
+    )
+    for i, (name, data) in enumerate(unknowns.items()):
+        lu = _logits(model, data)
+        su = score_of(lu).numpy()
+        au = answer(lu)
+        report.unknown_scores[name] = su
+        report.unknown_recall[name] = float((au == K).float().mean())
+        report.auroc[name] = auroc(sk, su)
+        report.fpr95[name] = fpr_at_tpr(sk, su, tpr)
+        if i == 0:
+            truth = torch.cat([known_test.labels, torch.full((len(data),), K)])
+            answers = torch.cat([ak, au])
+            np.add.at(report.confusion, (truth.numpy(), answers.numpy()), 1)
+    return report
+
+
+def noise_images(n: int, like: ImageSet, seed: int = 0) -> ImageSet:
+    """`n` images of uniform random pixels, with `like`'s normalisation: the farthest-out inputs there are."""
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, 256, (n, *like.images.shape[1:]), generator=g, dtype=torch.uint8)
+    return ImageSet(imgs, torch.zeros(n, dtype=torch.long), like.info, "noise")
+
+
+def as_unknown(data: ImageSet, like: ImageSet, name: str) -> ImageSet:
+    """Another dataset's images (e.g. Fashion-MNIST) normalised as `like` (the model's data) for OOD tests."""
+    return ImageSet(data.images, torch.zeros(len(data), dtype=torch.long), like.info, name)
+
+
+# --------------------------------------------------------------------------- the two-known-digits task (07, 08)
+
+
+@dataclass
+class OpenSetData:
+    """MNIST split by digit for 'K known digits plus unknown' (labels 0..K-1 known, K = unknown)."""
+
+    known: list  # the known digits, in label order
+    unknown_train: list  # digits the explicit-unknown approach trains on as "unknown"
+    unseen: list  # digits no model trains on
+    train: ImageSet  # known training images
+    val: ImageSet  # known validation images
+    test: ImageSet  # known test images
+    train_unknown: ImageSet  # `unknown_train` digits from the training split (digit labels)
+    val_unknown: ImageSet
+    test_unseen: ImageSet  # the unseen digits' test images (digit labels)
+
+    def with_unknown(self, split: str = "train", seed: int = 1) -> ImageSet:
+        """Known images plus as many `unknown_train` images (as many as there are known ones), relabelled K."""
+        known = getattr(self, split)
+        unknown = getattr(self, f"{split}_unknown").take(len(known), seed=seed)
+        K = len(self.known)
+        return ImageSet(torch.cat([known.images, unknown.images]),
+                        torch.cat([known.labels, torch.full((len(unknown),), K)]), known.info, f"{known.name}+unknown")
+
+
+def open_set_data(data, known: Sequence[int], unknown_train: Sequence[int], fast: bool = False,
+                  fast_images: int = 1500) -> OpenSetData:
+    """Split `data` (a DataSplits) for the known digits; with `fast`, at most `fast_images` training images each."""
+    known, unknown_train = list(known), list(unknown_train)
+    if set(known) & set(unknown_train):
+        raise ValueError(f"a digit cannot be both known and unknown: {sorted(set(known) & set(unknown_train))}")
+    unseen = [d for d in range(len(data.info.classes)) if d not in known + unknown_train]
+
+    def split(s):
+        k, rest = known_unknown_split(s, known)
+        pick = lambda digits: rest.subset(torch.nonzero(torch.isin(rest.labels, torch.tensor(digits, dtype=torch.long))).flatten())  # noqa: E731
+        return k, pick(unknown_train), pick(unseen)
+
+    tr_k, tr_u, _ = split(data.train)
+    va_k, va_u, _ = split(data.val)
+    te_k, _, te_unseen = split(data.test)
+    if fast:
+        tr_k, tr_u = tr_k.take(fast_images), tr_u.take(fast_images)
+    return OpenSetData(known, unknown_train, unseen, tr_k, va_k, te_k, tr_u, va_u, te_unseen)

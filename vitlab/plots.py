@@ -297,3 +297,62 @@ def plot_attention_distance(dist: torch.Tensor, title: str = "Mean attention dis
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- open set (notebook 07)
+
+
+def plot_score_histograms(scores: dict, threshold: Optional[float] = None, title: str = "Known-class score",
+                          xlabel: str = "score (higher = more likely known)", bins: int = 50, ax=None):
+    """Overlaid density histograms of a score for several input groups ({label: 1-D array}), with the threshold."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4))
+    arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
+    lo = min(a.min() for a in arrays.values())
+    hi = max(a.max() for a in arrays.values())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+    for label, a in arrays.items():
+        ax.hist(a, bins=edges, density=True, alpha=0.45, label=f"{label} (n={len(a):,})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (95% of knowns kept)")
+    ax.set(title=title, xlabel=xlabel, ylabel="density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(cal, title: str = "Reliability diagram", ax=None):
+    """Accuracy against confidence per bin (bars) with the diagonal of perfect calibration; ECE in the title."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 4.4))
+    centers = (cal.bin_edges[:-1] + cal.bin_edges[1:]) / 2
+    width = np.diff(cal.bin_edges)
+    ok = cal.bin_counts > 0
+    ax.bar(centers[ok], cal.bin_accuracy[ok], width=width[ok] * 0.95, color="#4c72b0", edgecolor="k", lw=0.4,
+           label="accuracy")
+    ax.bar(centers[ok], (cal.bin_confidence - cal.bin_accuracy)[ok], bottom=cal.bin_accuracy[ok],
+           width=width[ok] * 0.95, color="#dd8452", alpha=0.5, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set(title=f"{title}\nECE = {100 * cal.ece:.2f}%", xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- feature maps (notebook 08)
+
+
+def plot_embedding(coords: np.ndarray, labels, names: Optional[Sequence[str]] = None, title: str = "UMAP",
+                   ax=None, s: float = 2.0, colors: Optional[Sequence] = None, legend: bool = True):
+    """A 2-D map (UMAP, PCA, ...) coloured by group, with a legend naming each group and its size."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 6))
+    coords, labels = np.asarray(coords), np.asarray(labels)
+    groups = np.unique(labels)
+    palette = colors if colors is not None else plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    for i, g in enumerate(groups):
+        pts = coords[labels == g]
+        name = names[int(g)] if names is not None else str(g)
+        ax.scatter(pts[:, 0], pts[:, 1], s=s, color=palette[i % len(palette)], label=f"{name} ({len(pts):,})",
+                   alpha=0.7, linewidths=0, rasterized=True)
+    ax.set(title=title, xlabel="UMAP 1", ylabel="UMAP 2", xticks=[], yticks=[])
+    if legend:
+        ax.legend(markerscale=6 / max(s, 0.5) * 2, fontsize=7, loc="best", framealpha=0.8)
+    return fig

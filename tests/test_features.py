@@ -1,0 +1,46 @@
+"""Feature extraction, UMAP maps and the clustering numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from vitlab import ViT, vit_micro_mnist
+from vitlab.data import DATASETS, ImageSet
+from vitlab.features import cluster_metrics, extract_features, knn_accuracy, pixel_features, umap_2d
+
+
+def _blobs(n=150, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    centres = rng.normal(size=(3, d)) * 10
+    return centres[labels] + rng.normal(size=(n, d)), labels
+
+
+def test_extract_features_matches_pre_logits():
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist()).eval()
+    data = ImageSet((torch.rand(7, 28, 28) * 255).to(torch.uint8), torch.zeros(7, dtype=torch.long), DATASETS["mnist"])
+    f = extract_features(model, data, batch_size=3)
+    assert f.shape == (7, 32)
+    x, _ = data.tensors()
+    with torch.no_grad():
+        assert np.allclose(f, model.forward_head(model.forward_features(x), pre_logits=True).numpy(), atol=1e-5)
+    assert pixel_features(data).shape == (7, 784) and pixel_features(data).max() <= 1.0
+    with pytest.raises(TypeError):
+        extract_features(torch.nn.Linear(2, 2), data)
+
+
+def test_metrics_separate_clusters_from_noise():
+    f, y = _blobs()
+    m = cluster_metrics(f, y)
+    shuffled = cluster_metrics(f, np.random.default_rng(1).permutation(y))
+    assert m["silhouette"] > 0.5 > shuffled["silhouette"]
+    assert knn_accuracy(f[:100], y[:100], f[100:], y[100:]) == 1.0
+
+
+def test_umap_map_is_trustworthy_on_clear_clusters():
+    f, y = _blobs(n=200)
+    emb = umap_2d(f, seed=0, n_neighbors=10)
+    assert emb.coords.shape == (200, 2) and emb.seconds > 0
+    m = cluster_metrics(f, y, emb.coords)
+    assert m["trustworthiness"] > 0.8
