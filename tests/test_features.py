@@ -44,3 +44,33 @@ def test_umap_map_is_trustworthy_on_clear_clusters():
     assert emb.coords.shape == (200, 2) and emb.seconds > 0
     m = cluster_metrics(f, y, emb.coords)
     assert m["trustworthiness"] > 0.8
+
+
+def test_compare_features_reports_every_source(tmp_path):
+    from vitlab import save_checkpoint
+    from vitlab.features import compare_features, feature_model
+
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist()).eval()
+    save_checkpoint(tmp_path / "m.pt", model)
+
+    class Wrapper(torch.nn.Module):  # an MAE-like model: the ViT is its `.encoder`
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+    assert feature_model(Wrapper(model)) is model
+    assert torch.equal(feature_model(tmp_path / "m.pt").head.weight, model.head.weight)
+    with pytest.raises(TypeError, match="encoder"):
+        feature_model(torch.nn.Linear(2, 2))
+    # classes 0/1/2 are bright squares in different corners: pixels must cluster them perfectly
+    imgs = torch.zeros(90, 28, 28, dtype=torch.uint8)
+    labels = torch.arange(90) % 3
+    for i, c in enumerate(labels.tolist()):
+        imgs[i, 9 * c : 9 * c + 8, 9 * c : 9 * c + 8] = 200 + i % 50
+    data = ImageSet(imgs, labels, DATASETS["mnist"])
+    reports = compare_features({"pixels": "pixels", "vit": model}, data, data, k=3)
+    assert [r.name for r in reports] == ["pixels", "vit"] and [r.dim for r in reports] == [784, 32]
+    assert reports[0].knn_acc == 1.0 and reports[0].silhouette > 0.5 and reports[0].coords.shape == (90, 2)
+    assert reports[0].features.shape == (90, 784) and reports[1].umap_seconds > 0
+    assert "pixels" in reports[0].row()

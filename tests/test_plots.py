@@ -101,3 +101,13 @@ def test_open_set_figures():
     probs = torch.softmax(torch.randn(100, 3), -1)
     fig = plot_reliability(calibration(probs, torch.randint(0, 3, (100,)), bins=10))
     assert "ECE" in fig.axes[0].get_title()
+
+
+def test_embedding_map_names_each_group():
+    from vitlab.plots import plot_embedding
+
+    coords = np.random.rand(60, 2)
+    fig = plot_embedding(coords, np.arange(60) % 3, ["a", "b", "c"], title="map")
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_title() == "map" and texts == ["a (20)", "b (20)", "c (20)"] and len(ax.collections) == 3
