@@ -112,3 +112,26 @@ def test_train_evaluate_predict_end_to_end(mnist, tmp_path, capsys):
                     "nope.png: file not found")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     _one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "bad.pt")], "not a readable checkpoint")
+
+
+def test_train_init_fine_tunes_a_lab_checkpoint(mnist, tmp_path, capsys):
+    from vitlab import load_model
+
+    runs = tmp_path / "runs"
+    common = ["--epochs", "1", "--batch-size", "128", "--train_subset", "1000", "--max_steps_per_epoch", "4",
+              "--runs_dir", str(runs), "--no_progress", "--no_tensorboard"]
+    assert main(["train", "--preset", "vit_micro_mnist", "--name", "base", *common]) == 0
+    base = runs / "base" / "checkpoint.pt"
+    assert main(["train", "--init", str(base), "--train_only", "head", "--name", "probe", *common]) == 0
+    capsys.readouterr()
+    b, _ = load_model(base)
+    p, ckpt = load_model(runs / "probe" / "checkpoint.pt")
+    assert p.cfg == b.cfg and ckpt["extra"]["train_only"] == ["head"]
+    sb, sp = b.state_dict(), p.state_dict()
+    assert all(torch.equal(sb[k], sp[k]) for k in sb if not k.startswith("head."))  # frozen backbone
+    assert not torch.equal(sb["head.weight"], sp["head.weight"])  # the head learned
+    _one_line_error(capsys, ["train", "--train_only", "head", *common], "--train_only needs --init")
+    _one_line_error(capsys, ["train", "--init", str(base), "--patch_size", "4", *common], "cannot be combined with --init")
+    _one_line_error(capsys, ["train", "--init", str(tmp_path / "none.pt"), *common], "checkpoint not found")
+    _one_line_error(capsys, ["train", "--init", str(base), "--train_only", "heads", "--name", "x", *common],
+                    "train_only names no parameters")

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "train_subset", type=_positive_int, help="train on this many images only (quick runs)")
     _add(t, "val_size", type=int, default=5000, help="validation images held out of the 60k (default 5000)")
     _add(t, "max_steps_per_epoch", type=_positive_int, help="cut each epoch to this many steps")
+    _add(t, "init", metavar="CHECKPOINT",
+         help="fine-tune: start from this ViT checkpoint (any vitlab run); the architecture is the checkpoint's, "
+              "with a new head when the number of classes differs")
+    _add(t, "train_only", metavar="PREFIXES",
+         help="with --init: train only the parameters whose names start with these comma-separated prefixes "
+              "(e.g. head = a linear probe); the rest stay frozen")
     _add(t, "name", help="run name (default: the preset, or 'cnn')")
     _add(t, "runs_dir", help="where runs are written (default: runs/)")
     _add(t, "device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
@@ -144,6 +150,21 @@ def _train(a) -> int:
             patch_size=a.patch_size, dim=a.hidden_size, depth=a.num_layers, heads=a.num_heads,
             mlp_ratio=a.mlp_ratio, dropout=a.dropout, pos_embed=a.pos_embed, pool=a.pool).items() if v is not None}
         mcfg = replace(PRESETS[a.preset](), **over) if a.preset else replace(recipe.model, **over)
+    init = None
+    if a.train_only and not a.init:
+        return _fail("--train_only needs --init (a checkpoint to fine-tune)")
+    if a.init:
+        from .data import DATASETS
+        from .pretrained import load_backbone
+
+        if a.model == "cnn":
+            return _fail("--init takes a ViT checkpoint; it cannot start --model cnn")
+        arch = [f for f in ("preset", "patch_size", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed",
+                            "pool") if getattr(a, f) is not None]
+        if arch:
+            return _fail(f"--{arch[0]} cannot be combined with --init: the architecture comes from the checkpoint")
+        init = load_backbone(a.init, num_classes=len(DATASETS[a.dataset].classes))
+        mcfg = replace(init.cfg, **({"dropout": a.dropout} if a.dropout is not None else {}))
     tc = {k: v for k, v in dict(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, label_smoothing=a.label_smoothing,
@@ -162,8 +183,9 @@ def _train(a) -> int:
                      f"--overwrite to replace it, or --name to start another")
     data = load_dataset(a.dataset, val_size=a.val_size, seed=0)
     train_set = data.train.take(a.train_subset, seed=a.seed) if a.train_subset else data.train
+    train_only = [t.strip() for t in a.train_only.split(",") if t.strip()] if a.train_only else None
     run = train_or_load(name, mcfg, train_set, data.val, tcfg, runs_dir=runs_dir, retrain=a.overwrite,
-                        tensorboard=not a.no_tensorboard, progress=not a.no_progress)
+                        tensorboard=not a.no_tensorboard, progress=not a.no_progress, init=init, train_only=train_only)
     result = evaluate(run.model, data.test)
     print(f"test {result.summary()}")
     _write_report(run.path, run.model, run.history, result, data.test)
