@@ -1,0 +1,206 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitlab import CheckpointError, CNNConfig, SmallCNN, TrainConfig, ViT, load_model, save_checkpoint, train_or_load, vit_micro_mnist
+from vitlab.distill import (
+    DistillConfig,
+    DistilledViT,
+    DistilledViTConfig,
+    HardDistillation,
+    SoftDistillation,
+    TokenDistillation,
+    distilled_config,
+    gap_recovered,
+    hard_distillation_loss,
+    make_objective,
+    measure_latency,
+    soft_distillation_loss,
+)
+
+
+def _models(seed=0, classes=10):
+    torch.manual_seed(seed)
+    student = ViT(vit_micro_mnist(num_classes=classes))
+    teacher = ViT(vit_micro_mnist(dim=48, heads=2, dropout=0.5))  # dropout: train mode would change its outputs
+    return student, teacher
+
+
+def test_soft_loss_matches_hand_computed_formula():
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 10) * 3, torch.randn(5, 10) * 3
+    T = 4.0
+    ps, pt = (s / T).softmax(1), (t / T).softmax(1)
+    kl = (pt * (pt.log() - ps.log())).sum(1).mean()  # KL(teacher || student) per example, averaged
+    assert soft_distillation_loss(s, t, T).item() == pytest.approx((T * T * kl).item(), rel=1e-5)
+    # identical distributions: no loss; T = 1 is plain KL without scaling
+    assert soft_distillation_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-6)
+    kl1 = (t.softmax(1) * (t.log_softmax(1) - s.log_softmax(1))).sum(1).mean()
+    assert soft_distillation_loss(s, t, 1.0).item() == pytest.approx(kl1.item(), rel=1e-5)
+
+
+def test_soft_objective_mixes_ce_and_kl_with_alpha():
+    student, teacher = _models()
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    obj = SoftDistillation(teacher, alpha=0.3, temperature=2.0, label_smoothing=0.0)
+    loss, logits = obj(student, x, y)
+    with torch.no_grad():
+        t = teacher(x)
+    want = 0.7 * F.cross_entropy(logits, y) + 0.3 * 4.0 * F.kl_div((logits / 2).log_softmax(1), (t / 2).softmax(1), reduction="batchmean")
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("cls", [SoftDistillation, HardDistillation])
+def test_alpha_zero_is_plain_cross_entropy(cls):
+    student, teacher = _models()
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    loss, logits = cls(teacher, alpha=0.0, label_smoothing=0.1)(student, x, y)
+    assert loss.item() == pytest.approx(F.cross_entropy(student(x), y, label_smoothing=0.1).item(), rel=1e-6)
+
+
+def test_hard_distillation_uses_teacher_argmax_not_labels():
+    torch.manual_seed(0)
+    s, t = torch.randn(7, 10), torch.randn(7, 10)
+    assert hard_distillation_loss(s, t).item() == pytest.approx(F.cross_entropy(s, t.argmax(1)).item())
+    student, teacher = _models()
+    x = torch.randn(7, 1, 28, 28)
+    with torch.no_grad():
+        tp = teacher.eval()(x).argmax(1)
+    wrong = (tp + 1) % 10  # labels that never agree with the teacher
+    obj = HardDistillation(teacher, alpha=1.0)
+    loss, logits = obj(student, x, wrong)  # alpha = 1: labels must not matter at all
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, tp).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(obj(student, x, tp)[0].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["soft", "hard", "token"])
+def test_teacher_gets_no_gradient_and_stays_in_eval_mode(kind):
+    student, teacher = _models()
+    if kind == "token":
+        student = DistilledViT(distilled_config(student.cfg))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    teacher.train()  # even a teacher handed over in train mode is switched to eval
+    obj = make_objective(teacher, DistillConfig(kind=kind))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    t1 = obj.teacher_logits(x)
+    teacher.train()  # someone switches it back: the objective still uses eval mode (dropout 0.5 off)
+    loss, _ = obj(student, x, y)
+    loss.backward()
+    assert not teacher.training
+    assert torch.equal(obj.teacher_logits(x), t1)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())
+
+
+def test_distilled_vit_eval_output_is_mean_of_heads_and_shapes():
+    torch.manual_seed(0)
+    m = DistilledViT(DistilledViTConfig(**vit_micro_mnist().to_dict())).eval()
+    assert m.num_prefix_tokens == 2
+    x = torch.randn(3, 1, 28, 28)
+    tokens = m.forward_features(x)
+    assert tokens.shape == (3, 2 + m.cfg.num_patches, m.cfg.dim)
+    c, d = m.forward_heads(tokens)
+    assert c.shape == d.shape == (3, 10)
+    assert not torch.allclose(c, d)  # two different heads reading two different tokens
+    assert torch.allclose(m(x), (c + d) / 2, atol=1e-6)
+    assert m.forward_head(tokens, pre_logits=True).shape == (3, m.cfg.dim)
+    # its own token and head, beyond a plain ViT of the same config
+    extra = sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in ViT(vit_micro_mnist()).parameters())
+    assert extra == 2 * m.cfg.dim + m.cfg.dim * 10 + 10  # dist token + its position + head
+    assert {"dist_token", "dist_pos_embed"} <= m.no_weight_decay()
+    with pytest.raises(ValueError, match="pool must be 'cls'"):
+        DistilledViTConfig(**vit_micro_mnist(pool="mean").to_dict())
+
+
+def test_distilled_vit_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    m = DistilledViT(distilled_config(vit_micro_mnist())).eval()
+    save_checkpoint(tmp_path / "d.pt", m)
+    back, ckpt = load_model(tmp_path / "d.pt")
+    assert ckpt["model_type"] == "deit" and type(back) is DistilledViT
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(back(x), m(x))
+    ViT(vit_micro_mnist())  # a plain ViT checkpoint is not loaded into a DistilledViT
+    from vitlab.checkpoint import load_checkpoint, load_weights
+
+    with pytest.raises(CheckpointError):
+        load_weights(ViT(vit_micro_mnist()), load_checkpoint(tmp_path / "d.pt"))
+
+
+def test_clear_errors_for_bad_settings():
+    student, teacher = _models()
+    with pytest.raises(ValueError, match="alpha .* in \\[0, 1\\]"):
+        DistillConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        SoftDistillation(teacher, alpha=-0.1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SoftDistillation(teacher, temperature=0.0)
+    with pytest.raises(ValueError, match="kind"):
+        DistillConfig(kind="warm")
+    with pytest.raises(TypeError, match="teacher must be a torch.nn.Module"):
+        SoftDistillation("teacher.pt")
+    x, y = torch.randn(2, 1, 28, 28), torch.randint(0, 3, (2,))
+    three = ViT(vit_micro_mnist(num_classes=3))
+    for obj in (SoftDistillation(teacher), HardDistillation(teacher)):
+        with pytest.raises(ValueError, match="teacher predicts 10 classes but the student 3"):
+            obj(three, x, y)
+        with pytest.raises(ValueError, match="teacher predicts 10 classes but the student 3"):
+            obj.check_student(three)
+    with pytest.raises(TypeError, match="distillation head"):
+        TokenDistillation(teacher)(student, x, y)
+
+
+def test_to_dict_records_hyper_parameters_not_weights():
+    _, teacher = _models()
+    d = SoftDistillation(teacher, alpha=0.7, temperature=3.0).to_dict()
+    assert d["name"] == "SoftDistillation" and d["alpha"] == 0.7 and d["temperature"] == 3.0
+    assert d["teacher"]["type"] == "ViT" and d["teacher"]["num_classes"] == 10
+    assert not any(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def test_tiny_distillation_run_lowers_the_loss_and_reloads(mnist, tmp_path):
+    torch.manual_seed(0)
+    teacher = SmallCNN(CNNConfig(width=8, hidden=16))  # BatchNorm: eval mode matters
+    tc = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=12, lr=3e-3, warmup_epochs=0.2, augment=None, seed=0)
+    cfg = distilled_config(vit_micro_mnist())
+    obj = TokenDistillation(teacher, alpha=0.5)
+    kw = dict(runs_dir=tmp_path, tensorboard=False, progress=False, verbose=False)
+    run = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
+    losses = run.history.steps["loss"]
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
+    assert type(run.model) is DistilledViT and not teacher.training
+    again = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
+    assert not again.trained_now
+    with pytest.raises(CheckpointError, match="objective"):  # another alpha is another run
+        train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc,
+                      objective=TokenDistillation(teacher, alpha=0.9), **kw)
+
+
+def test_gap_recovered_and_latency():
+    assert gap_recovered(146, 74, 67) == pytest.approx(72 / 79)  # Hinton et al. 2015's MNIST numbers
+    assert math.isnan(gap_recovered(60, 50, 67))
+    r = measure_latency(ViT(vit_micro_mnist()), repeats=5, warmup=1, batch_size=4)
+    assert r["latency_ms"] > 0 and r["images_per_s"] == pytest.approx(4000 / r["latency_ms"])
+
+
+def test_teacher_cache_returns_the_same_logits_without_running_the_teacher_again():
+    from vitlab.distill import clear_teacher_cache
+
+    _, teacher = _models()
+    calls = []
+    teacher.register_forward_hook(lambda *a: calls.append(1))
+    a, b = SoftDistillation(teacher, cache_teacher=True), HardDistillation(teacher, cache_teacher=True)
+    x = torch.randn(5, 1, 28, 28)
+    first = a.teacher_logits(x)
+    assert torch.equal(b.teacher_logits(x.clone()), first) and len(calls) == 1  # shared across objectives
+    assert not torch.equal(b.teacher_logits(x + 1), first) and len(calls) == 2  # another batch, another entry
+    clear_teacher_cache()
+    a.teacher_logits(x)
+    assert len(calls) == 3
+    SoftDistillation(teacher).teacher_logits(x)  # no cache by default
+    assert len(calls) == 4
