@@ -7,7 +7,17 @@ from .attention import attention_maps, attention_rollout, gradient_rollout
 from .checkpoint import CheckpointError, build_model, load_checkpoint, load_model, save_checkpoint
 from .cnn import CNNConfig, SmallCNN
 from .data import Augment, DataError, DataSplits, ImageSet, load_dataset, read_idx
+from .distill import (
+    DistillConfig,
+    DistilledViT,
+    DistilledViTConfig,
+    HardDistillation,
+    SoftDistillation,
+    TokenDistillation,
+    make_objective,
+)
 from .explorer import explore_attention
+from .features import compare_features, extract_features
 from .images import ImageError, load_digit, to_mnist_style
 from .model import (
     PRESETS,
@@ -21,6 +31,7 @@ from .model import (
     vit_small_mnist,
     vit_tiny_mnist,
 )
+from .mae import MAE, MAEConfig, MAEObjective, encoder_from_mae, random_masking
 from .pretrained import PretrainedError, load_backbone, load_pretrained, vit_from_timm
 from .runs import Run, default_runs_dir, train_or_load
 from .train import CrossEntropy, EvalResult, History, Objective, TrainConfig, Trainer, evaluate, set_seed
@@ -35,4 +46,8 @@ __all__ = [
     "train_or_load", "unpatchify", "vit_micro_mnist", "vit_small_mnist", "vit_tiny_mnist",
     "attention_maps", "attention_rollout", "gradient_rollout", "explore_attention",
     "PretrainedError", "load_backbone", "load_pretrained", "vit_from_timm",
+    "compare_features", "extract_features",
+    "MAE", "MAEConfig", "MAEObjective", "encoder_from_mae", "random_masking",
+    "DistillConfig", "DistilledViT", "DistilledViTConfig", "HardDistillation", "SoftDistillation", "TokenDistillation",
+    "make_objective",
 ]
