@@ -6,11 +6,11 @@ images: test digits of the known classes are positives, those of the four
 unknown classes negatives. Published AUROC on this protocol (Neal et al. 2018
 splits; Chen et al. 2020, ARPL): softmax 0.978, OpenMax 0.981, ARPL 0.996.
 
-    python benchmarks/openset.py [--splits 5] [--epochs N] [--label-smoothing 0.1] [--runs runs/openset]
+    python benchmarks/openset.py [--splits 5] [--epochs N] [--label-smoothing 0.1] [--runs DIR]
 
-Label smoothing (the default recipe's 0.1) squeezes every logit vector towards
-the same shape, which is what a confidence score reads; the benchmark trains
-without it by default (--label-smoothing 0) and keeps smoothed runs apart.
+Runs are kept per recipe variant in runs/openset_ls<smoothing>_e<epochs>/.
+Measured (README): the default recipe gives AUROC 0.946 ± 0.011 (MSP); without
+label smoothing and with 10 epochs, split 0 fell from 0.930 to 0.920.
 
 Runs are kept (train-or-load), so a second call only evaluates.
 """
@@ -37,12 +37,14 @@ def main():
     ap.add_argument("--known", type=int, default=6, help="known digits per split")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split draw")
-    ap.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing", type=float, default=0.0,
-                    help="label smoothing of the training recipe (default 0: sharper confidence scores)")
-    ap.add_argument("--runs", help="where the per-split runs are kept (default runs/openset)")
+    ap.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing", type=float, default=None,
+                    help="label smoothing of the training recipe (default: the recipe's 0.1)")
+    ap.add_argument("--runs", help="where the per-split runs are kept (default runs/openset_ls<smoothing>_e<epochs>)")
     a = ap.parse_args()
     if not 1 <= a.known <= 9:
         ap.error(f"--known must be between 1 and 9, got {a.known}")
+    if a.label_smoothing is None:
+        a.label_smoothing = RECIPES["default"].train.label_smoothing
     if not 0 <= a.label_smoothing < 1:
         ap.error(f"--label-smoothing must be in [0, 1), got {a.label_smoothing}")
     if a.splits < 1:
