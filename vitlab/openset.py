@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .data import ImageSet
+from .train import predict_logits
 
 SCORES = ("msp", "max_logit", "energy")
 
@@ -139,12 +140,6 @@ class OpenSetReport:
     probs: torch.Tensor  # (n_known, K or K+1) class probabilities on the known test images
 
 
-def _logits(model, data: ImageSet) -> torch.Tensor:
-    from .train import predict_logits
-
-    return predict_logits(model, data)
-
-
 def evaluate_open_set(model, known_test: ImageSet, unknowns: dict, method: str = "explicit", score: str = "msp",
                       known_val: Optional[ImageSet] = None, tpr: float = 0.95) -> OpenSetReport:
     """Open-set figures of `model` on known test images (labels 0..K-1) and named unknown sets.
@@ -155,7 +150,7 @@ def evaluate_open_set(model, known_test: ImageSet, unknowns: dict, method: str =
     """
     if not unknowns:
         raise ValueError("give at least one unknown set")
-    lk = _logits(model, known_test)
+    lk = predict_logits(model, known_test)
     K = lk.shape[1] - 1 if method == "explicit" else lk.shape[1]
     if method == "explicit":
         def score_of(logits):
@@ -170,7 +165,7 @@ def evaluate_open_set(model, known_test: ImageSet, unknowns: dict, method: str =
 
         def score_of(logits):
             return known_score(logits, score)
-        threshold = threshold_at_tpr(score_of(_logits(model, known_val)).numpy(), tpr)
+        threshold = threshold_at_tpr(score_of(predict_logits(model, known_val)).numpy(), tpr)
 
         def answer(logits):
             pred = logits.argmax(-1)
@@ -187,7 +182,7 @@ def evaluate_open_set(model, known_test: ImageSet, unknowns: dict, method: str =
         probs=lk.softmax(-1),
     )
     for i, (name, data) in enumerate(unknowns.items()):
-        lu = _logits(model, data)
+        lu = predict_logits(model, data)
         su = score_of(lu).numpy()
         au = answer(lu)
         report.unknown_scores[name] = su
