@@ -204,3 +204,55 @@ def test_teacher_cache_returns_the_same_logits_without_running_the_teacher_again
     assert len(calls) == 3
     SoftDistillation(teacher).teacher_logits(x)  # no cache by default
     assert len(calls) == 4
+
+
+# --------------------------------------------------------------------------- a transfer set with unlabelled images
+
+
+def test_label_terms_skip_unlabelled_images_teacher_term_covers_all():
+    from vitlab.data import UNLABELLED
+
+    student, teacher = _models()
+    x = torch.randn(6, 1, 28, 28)
+    y = torch.tensor([3, UNLABELLED, 1, UNLABELLED, UNLABELLED, 7])
+    obj = SoftDistillation(teacher, alpha=0.4, temperature=2.0, label_smoothing=0.1)
+    loss, logits = obj(student, x, y)
+    with torch.no_grad():
+        t = teacher(x)
+    lab = y != UNLABELLED
+    ce = F.cross_entropy(logits[lab], y[lab], label_smoothing=0.1)  # the three labelled images only
+    want = 0.6 * ce + 0.4 * soft_distillation_loss(logits, t, 2.0)  # the teacher term over all six
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    # a batch with no label at all: the label term is 0 (not nan) and the teacher still teaches
+    y_none = torch.full((6,), UNLABELLED)
+    loss, logits = obj(student, x, y_none)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx((0.4 * soft_distillation_loss(logits, t, 2.0)).item(), rel=1e-5)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def test_hide_labels_keeps_the_chosen_labels(mnist):
+    from vitlab.data import UNLABELLED
+
+    part = mnist.train.take(500)
+    keep = part.take_indices(50, seed=3)
+    assert torch.equal(part.subset(keep).labels, part.take(50, seed=3).labels)  # take_indices is what take keeps
+    hidden = part.hide_labels(keep=keep)
+    assert hidden.num_labelled() == 50 and len(hidden) == 500
+    assert torch.equal(hidden.labels[keep], part.labels[keep])
+    assert (hidden.labels == UNLABELLED).sum() == 450
+    assert hidden.class_counts().sum() == 50  # unlabelled images are not counted
+    assert part.hide_labels().num_labelled() == 0
+
+
+def test_distilling_on_a_transfer_set_trains(mnist, tmp_path):
+    """A student learns from a teacher on images of which only a few carry labels: the losses stay finite."""
+    student, teacher = _models()
+    transfer = mnist.train.take(512).hide_labels(keep=torch.arange(64))
+    cfg = TrainConfig(epochs=1, batch_size=64, augment=None, warmup_epochs=0.0)
+    run = train_or_load("t", vit_micro_mnist(), transfer, mnist.val.take(200), cfg, runs_dir=tmp_path,
+                        objective=SoftDistillation(teacher, alpha=0.5, temperature=1.0), tensorboard=False,
+                        progress=False, verbose=False)
+    assert len(run.history.steps["loss"]) == 8
+    assert all(math.isfinite(v) for v in run.history.steps["loss"])

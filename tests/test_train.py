@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitlab import CheckpointError, TrainConfig, Trainer, ViT, evaluate, set_seed, train_or_load, vit_micro_mnist, vit_tiny_mnist
-from vitlab.train import layer_of, lr_at
+from vitlab.train import Objective, layer_of, lr_at
 
 
 def test_lr_schedule_shapes():
@@ -200,3 +201,23 @@ def test_custom_objective_trains_and_is_recorded(mnist, tmp_path):
     a.fit(), b.fit()
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert issubclass(CrossEntropy, Objective)
+
+
+def test_training_accuracy_counts_labelled_images_only(mnist, tmp_path):
+    """With unlabelled images in the training set, the trainer's accuracy is over the labelled ones: an objective
+    whose logits always name the right label scores exactly 1.0 (counting unlabelled images would give <= 1/8)."""
+    from vitlab.data import UNLABELLED
+
+    class Oracle(Objective):
+        def __call__(self, model, x, y):
+            logits = model(x)
+            right = F.one_hot(y.clamp(min=0), logits.shape[1]).float() * 100  # (B, K) names y wherever y is a label
+            return logits.square().mean(), right
+
+    transfer = mnist.train.take(512).hide_labels(keep=torch.arange(0, 512, 8))  # 64 labelled of 512
+    assert transfer.num_labelled() == 64 and (transfer.labels == UNLABELLED).sum() == 448
+    tr = Trainer(ViT(vit_micro_mnist()), transfer, None, TrainConfig(epochs=1, batch_size=64, augment=None),
+                 progress=False, verbose=False, objective=Oracle())
+    h = tr.fit()
+    assert h.epochs["train_acc"] == [1.0]
+    assert all(a == 1.0 or math.isnan(a) for a in h.steps["acc"])  # nan only for a batch with no label at all

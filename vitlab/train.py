@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .config import DictConfig
-from .data import Augment, ImageSet
+from .data import UNLABELLED, Augment, ImageSet
 
 
 @dataclass
@@ -258,15 +258,28 @@ class Objective:
         return {"name": type(self).__name__}
 
 
+def labelled_cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy averaged over the labelled images of a batch: (B, K), (B,) -> scalar.
+
+    Images labelled `UNLABELLED` are skipped (cross-entropy's ignore_index); a batch without any label gives 0
+    rather than F.cross_entropy's nan, so a mixed transfer set can draw such a batch safely.
+    """
+    n = int((y != UNLABELLED).sum())
+    if n == len(y):
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    total = F.cross_entropy(logits, y, label_smoothing=label_smoothing, ignore_index=UNLABELLED, reduction="sum")
+    return total / max(n, 1)
+
+
 class CrossEntropy(Objective):
-    """Cross-entropy on the model's logits, with label smoothing."""
+    """Cross-entropy on the model's logits, with label smoothing; unlabelled images are skipped."""
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
 
     def __call__(self, model, x, y):
         logits = model(x)  # (B, classes)
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
+        return labelled_cross_entropy(logits, y, self.label_smoothing), logits
 
     def to_dict(self) -> dict:
         return {"name": "CrossEntropy", "label_smoothing": self.label_smoothing}
@@ -452,7 +465,8 @@ class Trainer:
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        seen = seen_labelled = 0
+        got_logits = False  # MAE-style objectives return none: no training accuracy then
         batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
         # Pass `disable` only to switch bars off, so tqdm's own TQDM_DISABLE=1 still works otherwise.
         off = {} if self.progress else {"disable": True}
@@ -470,12 +484,16 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
-            acc_b = (logits.argmax(1) == y).sum() if logits is not None else None
+            labelled = y != UNLABELLED  # (B,) accuracy counts labelled images only (a transfer set has others)
+            n_lab = int(labelled.sum())
+            got_logits = logits is not None
+            acc_b = ((logits.argmax(1) == y) & labelled).sum() if logits is not None and n_lab else None
             loss_sum += loss.detach() * len(y)
             if acc_b is not None:
                 correct += acc_b
             seen += len(y)
-            loss_v, acc_v = loss.item(), (acc_b.item() / len(y) if acc_b is not None else float("nan"))
+            seen_labelled += n_lab
+            loss_v, acc_v = loss.item(), (acc_b.item() / n_lab if acc_b is not None else float("nan"))
             for k, v in (("step", self.step), ("epoch", e), ("loss", loss_v), ("acc", acc_v), ("lr", lr), ("grad_norm", gnorm)):
                 self.history.steps[k].append(v)
             if writer is not None:
@@ -493,7 +511,7 @@ class Trainer:
         ep = self.history.epochs
         ep["epoch"].append(self.epoch)
         ep["train_loss"].append(float(loss_sum) / max(seen, 1))
-        ep["train_acc"].append(float(correct) / max(seen, 1) if acc_b is not None else float("nan"))
+        ep["train_acc"].append(float(correct) / seen_labelled if got_logits and seen_labelled else float("nan"))
         if self.val_set is not None and len(self.val_set):
             vl, va = self._validate()
         else:
