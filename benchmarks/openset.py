@@ -1,18 +1,20 @@
 """The standard MNIST open-set protocol: 6 known digits, 4 unknown, several random splits, AUROC mean ± std.
 
-For each split a ViT is trained on the known digits only (the default recipe,
+For each split a model is trained on the known digits only (the default recipe,
 55,000-image training split restricted to them), then scores the 10,000 test
 images: test digits of the known classes are positives, those of the four
-unknown classes negatives. Published AUROC on this protocol (Neal et al. 2018
-splits; Chen et al. 2020, ARPL): softmax 0.978, OpenMax 0.981, ARPL 0.996.
+unknown classes negatives. No unknown digit is seen in training, in any form.
+Published AUROC on this protocol (Neal et al. 2018 splits; Chen et al. 2020,
+ARPL): softmax 0.978, OpenMax 0.981, ARPL 0.996.
 
-    python benchmarks/openset.py [--splits 5] [--epochs N] [--label-smoothing 0.1] [--runs DIR]
+    python benchmarks/openset.py [--model vit|cnn] [--objective ce|oe] [--splits 5] [--epochs N]
+                                 [--label-smoothing 0.1] [--runs DIR]
 
-Runs are kept per recipe variant in runs/openset_ls<smoothing>_e<epochs>/.
-Measured (README): the default recipe gives AUROC 0.946 ± 0.011 (MSP); without
-label smoothing and with 10 epochs, split 0 fell from 0.930 to 0.920.
-
-Runs are kept (train-or-load), so a second call only evaluates.
+--objective oe trains with outlier exposure on spliced known digits
+(vitlab.openset.OutlierExposure). Scores: max softmax, max logit, energy, and
+the cosine to the nearest known training image in feature space (knn). Runs
+are kept per variant in runs/openset_<model>_<objective>_ls<smoothing>_e<epochs>/
+(train-or-load), so a second call only evaluates. Measured figures: README.
 """
 
 from __future__ import annotations
@@ -24,22 +26,29 @@ import time
 import numpy as np
 import torch
 
-from vitlab import evaluate, load_dataset, train_or_load
-from vitlab.openset import SCORES, auroc, fpr_at_tpr, known_score, known_unknown_split, open_set_splits
-from vitlab.recipes import RECIPES
+from vitlab import CNNConfig, evaluate, extract_features, load_dataset, train_or_load
+from vitlab.openset import (SCORES, NearestNeighbourScore, OutlierExposure, auroc, fpr_at_tpr, known_score,
+                            known_unknown_split, open_set_splits)
+from vitlab.recipes import CNN_BASELINE_EPOCHS, RECIPES
 from vitlab.runs import default_runs_dir
-from vitlab.train import predict_logits
+from vitlab.train import CrossEntropy, predict_logits
+
+ALL_SCORES = (*SCORES, "knn")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("vit", "cnn"), default="vit",
+                    help="vit: the default recipe's ViT; cnn: notebook 03's CNN baseline (its 6 epochs)")
+    ap.add_argument("--objective", choices=("ce", "oe"), default="ce",
+                    help="ce: cross-entropy; oe: plus outlier exposure on spliced known digits")
     ap.add_argument("--splits", type=int, default=5, help="number of random 6/4 splits")
     ap.add_argument("--known", type=int, default=6, help="known digits per split")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split draw")
     ap.add_argument("--label-smoothing", "--label_smoothing", dest="label_smoothing", type=float, default=None,
                     help="label smoothing of the training recipe (default: the recipe's 0.1)")
-    ap.add_argument("--runs", help="where the per-split runs are kept (default runs/openset_ls<smoothing>_e<epochs>)")
+    ap.add_argument("--runs", help="where the per-split runs are kept (default runs/openset_<variant>)")
     a = ap.parse_args()
     if not 1 <= a.known <= 9:
         ap.error(f"--known must be between 1 and 9, got {a.known}")
@@ -49,33 +58,45 @@ def main():
         ap.error(f"--label-smoothing must be in [0, 1), got {a.label_smoothing}")
     if a.splits < 1:
         ap.error(f"--splits must be at least 1, got {a.splits}")
+    if a.epochs is not None and a.epochs < 1:
+        ap.error(f"--epochs must be at least 1, got {a.epochs}")
+    if a.model == "cnn" and a.objective == "oe":
+        # Measured on split 0: 99.57% -> 96.76% closed-set accuracy, AUROC 0.976 -> 0.826.
+        ap.error("--objective oe puts the spliced outliers in the training batches, whose statistics the CNN's "
+                 "batch norm then learns; use it with --model vit (layer norm)")
     r = RECIPES["default"]
-    tc = dataclasses.replace(r.train, label_smoothing=a.label_smoothing, **({"epochs": a.epochs} if a.epochs else {}))
-    runs = a.runs or str(default_runs_dir() / f"openset_ls{a.label_smoothing:g}_e{tc.epochs}")
+    epochs = a.epochs or (r.train.epochs if a.model == "vit" else CNN_BASELINE_EPOCHS)
+    tc = dataclasses.replace(r.train, label_smoothing=a.label_smoothing, epochs=epochs)
+    objective = (OutlierExposure(label_smoothing=a.label_smoothing) if a.objective == "oe"
+                 else CrossEntropy(a.label_smoothing))
+    runs = a.runs or str(default_runs_dir() / f"openset_{a.model}_{a.objective}_ls{a.label_smoothing:g}_e{epochs}")
     data = load_dataset("mnist")
-    print(f"model {r.model}\ntrain {tc}\n")
+    print(f"model {a.model}, objective {objective.to_dict()}\ntrain {tc}\nruns {runs}\n")
     rows = []
     for i, known in enumerate(open_set_splits(a.known, 10, a.splits, a.seed)):
         t0 = time.perf_counter()
         train_k, _ = known_unknown_split(data.train, known)
         val_k, _ = known_unknown_split(data.val, known)
         test_k, test_u = known_unknown_split(data.test, known)
-        cfg = dataclasses.replace(r.model, num_classes=len(known))
+        cfg = (dataclasses.replace(r.model, num_classes=len(known)) if a.model == "vit"
+               else CNNConfig(num_classes=len(known)))
         run = train_or_load(f"split{i}_{''.join(map(str, known))}", cfg, train_k, val_k, tc, runs_dir=runs,
-                            tensorboard=False, progress=False, verbose=False)
+                            tensorboard=False, progress=False, verbose=False, objective=objective)
         lk, lu = predict_logits(run.model, test_k), predict_logits(run.model, test_u)
+        knn = NearestNeighbourScore(k=1).fit(extract_features(run.model, train_k))
+        scores = {s: (known_score(lk, s), known_score(lu, s)) for s in SCORES}
+        scores["knn"] = (knn(extract_features(run.model, test_k)), knn(extract_features(run.model, test_u)))
         acc = evaluate(run.model, test_k).accuracy
         row = {"known": known, "closed_acc": acc, "seconds": time.perf_counter() - t0}
-        for s in SCORES:
-            sk, su = known_score(lk, s), known_score(lu, s)
+        for s, (sk, su) in scores.items():
             row[s] = auroc(sk, su)
             row[s + "_fpr95"] = fpr_at_tpr(sk, su)
         rows.append(row)
         print(f"split {i} known {known}: closed-set acc {100 * acc:.2f}%  AUROC " +
-              "  ".join(f"{s} {row[s]:.4f}" for s in SCORES) + f"  ({row['seconds']:.0f} s)", flush=True)
+              "  ".join(f"{s} {row[s]:.4f}" for s in ALL_SCORES) + f"  ({row['seconds']:.0f} s)", flush=True)
     print()
     print(f"{'score':10s} {'AUROC mean ± std':>18s} {'FPR@95%TPR':>11s}")
-    for s in SCORES:
+    for s in ALL_SCORES:
         v = np.array([row[s] for row in rows])
         f = np.array([row[s + '_fpr95'] for row in rows])
         print(f"{s:10s} {v.mean():>10.4f} ± {v.std():.4f} {100 * f.mean():>10.1f}%")

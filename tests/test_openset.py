@@ -109,3 +109,63 @@ def test_evaluate_open_set_explicit_and_threshold():
         evaluate_open_set(_PixelModel(False), known, unknowns, method="threshold")
     with pytest.raises(ValueError, match="method"):
         evaluate_open_set(_PixelModel(False), known, unknowns, method="vote")
+
+
+# --------------------------------------------------------------------------- nearest-neighbour score, outlier exposure
+
+
+def test_nearest_neighbour_score():
+    from vitlab.openset import NearestNeighbourScore
+
+    bank = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 3.0]])
+    knn = NearestNeighbourScore(k=1).fit(bank)
+    s = knn(np.array([[5.0, 0.0], [1.0, 1.0], [-1.0, 0.0]]))
+    assert s == pytest.approx([1.0, np.sqrt(0.5), 0.0], abs=1e-6)  # cosine to the nearest known feature
+    s2 = NearestNeighbourScore(k=2).fit(bank)(np.array([[0.0, 1.0]]))
+    assert s2 == pytest.approx([1.0])  # the two (0, y) features are both at cosine 1
+    assert NearestNeighbourScore(k=3).fit(bank)(np.array([[0.0, 1.0]])) == pytest.approx([0.0])
+    with pytest.raises(ValueError, match="D=3"):
+        knn(np.ones((1, 3)))
+    with pytest.raises(RuntimeError, match="fit"):
+        NearestNeighbourScore()(bank)
+    with pytest.raises(ValueError, match="at least k=5"):
+        NearestNeighbourScore(k=5).fit(bank)
+
+
+def test_splice_digits_joins_two_classes():
+    from vitlab.openset import splice_digits
+
+    x = torch.stack([torch.full((1, 28, 28), float(c)) for c in range(4)])  # image c is all c
+    y = torch.arange(4)
+    g = torch.Generator().manual_seed(0)
+    out = splice_digits(x, y, 200, generator=g)
+    assert out.shape[1:] == (1, 28, 28) and 100 < len(out) <= 200  # same-class pairs (1 in 4) are dropped
+    for img in out:
+        vals = img.unique()
+        assert len(vals) == 2  # exactly two source images in every outlier
+        top_or_left = img[0, 0, 0]
+        assert (img[0, :10] == top_or_left).all() or (img[0, :, :10] == top_or_left).all()  # cut at row/col >= 10
+    y_same = torch.zeros(4, dtype=torch.long)
+    assert len(splice_digits(x, y_same, 50, generator=g)) == 0
+
+
+def test_outlier_exposure_objective():
+    from vitlab import ViT, vit_micro_mnist
+    from vitlab.openset import OutlierExposure
+
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist(num_classes=4))
+    x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 4
+    obj = OutlierExposure(weight=0.0, fraction=0.5)
+    loss, logits = obj(model.train(), x, y)
+    assert logits.shape == (16, 4)  # the known images' logits only
+    torch.manual_seed(1)
+    l_oe, _ = OutlierExposure(weight=1.0, fraction=0.5)(model, x, y)
+    torch.manual_seed(1)
+    l_ce, _ = OutlierExposure(weight=0.0, fraction=0.5)(model, x, y)
+    assert l_oe.item() > l_ce.item()  # the uniform-target term is positive (>= log K minus entropy)
+    l_oe.backward()
+    v, _ = obj(model.eval(), x, y)  # eval: plain cross-entropy, no outliers
+    assert v.item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        OutlierExposure(fraction=0.0)

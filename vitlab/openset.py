@@ -10,6 +10,17 @@ means more likely known*:
   closed-set classifier is all you need");
 - ``energy``: the negative free energy T * logsumexp(logits / T) (Liu et al. 2020).
 
+Two more tools for the harder case where the unknowns are other digits:
+
+- ``NearestNeighbourScore``: the cosine similarity of an input's pre-logit
+  features to its k-th nearest known training image (Sun et al. 2022, "Out-of-
+  distribution detection with deep nearest neighbors"), no retraining needed;
+- ``OutlierExposure``: a training objective that adds synthetic outliers, two
+  known digits of different classes spliced into one image, and pushes the
+  model's answer on them towards the uniform distribution (the outlier-exposure
+  loss of Hendrycks et al. 2019, with outliers made from the known classes
+  themselves, so no unknown digit is ever seen in training).
+
 Metrics: AUROC (known vs unknown), false-positive rate at 95% true-positive
 rate, expected calibration error with its reliability bins.
 """
@@ -21,9 +32,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import ImageSet
-from .train import predict_logits
+from .train import Objective, labelled_cross_entropy, predict_logits
 
 SCORES = ("msp", "max_logit", "energy")
 
@@ -87,6 +99,107 @@ def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Ca
     gaps = np.where(counts > 0, np.abs(acc - mean_conf), 0.0)
     ece = float((counts * gaps).sum() / max(counts.sum(), 1))
     return Calibration(ece, edges, mean_conf, acc, counts)
+
+
+class NearestNeighbourScore:
+    """Known-ness from features: cosine similarity to the k-th nearest known training feature (higher = known).
+
+        knn = NearestNeighbourScore(k=1).fit(extract_features(model, known_train))   # (N, D) known features
+        score = knn(extract_features(model, test_images))                            # (M,)
+
+    Features are L2-normalised, so the score is a cosine in [-1, 1]; an input far from every known training
+    image scores low even when the classifier is sure of its (wrong) class.
+    """
+
+    def __init__(self, k: int = 1, batch_size: int = 1000):
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k, self.batch_size = k, batch_size
+        self.bank: Optional[torch.Tensor] = None  # (N, D) normalised known features
+
+    @staticmethod
+    def _normalise(features) -> torch.Tensor:
+        f = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        if f.ndim != 2:
+            raise ValueError(f"features must be (N, D), got shape {tuple(f.shape)}")
+        return F.normalize(f, dim=1)
+
+    def fit(self, known_features) -> "NearestNeighbourScore":
+        bank = self._normalise(known_features)
+        if len(bank) < self.k:
+            raise ValueError(f"need at least k={self.k} known features, got {len(bank)}")
+        self.bank = bank
+        return self
+
+    def __call__(self, features) -> np.ndarray:
+        if self.bank is None:
+            raise RuntimeError("call fit(known_features) first")
+        f = self._normalise(features)
+        if f.shape[1] != self.bank.shape[1]:
+            raise ValueError(f"features have D={f.shape[1]}, the known features D={self.bank.shape[1]}")
+        out = [(chunk @ self.bank.T).topk(self.k, dim=1).values[:, -1] for chunk in f.split(self.batch_size)]
+        return torch.cat(out).numpy()  # (M,)
+
+
+# --------------------------------------------------------------------------- training with synthetic outliers
+
+
+def splice_digits(x: torch.Tensor, y: torch.Tensor, n: int, generator: Optional[torch.Generator] = None,
+                  cut: tuple = (10, 18)) -> torch.Tensor:
+    """Up to `n` synthetic outliers from a batch: the top (or left) of one digit joined to the bottom (or right) of
+    a digit of another class, cut along a random row (or column) in `cut` (pixels).
+
+    x: (B, C, H, W) images, y: (B,) labels -> (M, C, H, W), M <= n (pairs of the same class are dropped: half a 3
+    on half a 3 is still a 3). They look like handwriting, stroke for stroke, but are none of the known digits.
+    """
+    B, _, H, W = x.shape
+    a = torch.randint(0, B, (n,), generator=generator)
+    b = torch.randint(0, B, (n,), generator=generator)
+    at = torch.randint(cut[0], cut[1] + 1, (n,), generator=generator).view(-1, 1, 1, 1)  # the cut, (n, 1, 1, 1)
+    rows = torch.rand(n, generator=generator).view(-1, 1, 1, 1) < 0.5  # cut along a row, else a column
+    keep = y[a] != y[b]
+    yy = torch.arange(H).view(1, 1, H, 1)
+    xx = torch.arange(W).view(1, 1, 1, W)
+    second = torch.where(rows, yy >= at, xx >= at).to(x.device)  # (n, 1, H, W): where b's pixels go
+    out = torch.where(second, x[b.to(x.device)], x[a.to(x.device)])  # (n, C, H, W)
+    return out[keep.to(x.device)]
+
+
+class OutlierExposure(Objective):
+    """Cross-entropy on the known digits plus `weight` x the outlier-exposure loss on spliced digits.
+
+        L = CE(model(x), y) + weight * mean over outliers of  -1/K * sum_k log softmax(model(x_out))_k
+
+    The second term is the cross-entropy to the uniform distribution (Hendrycks, Mazeika & Dietterich 2019): the
+    model learns to be unsure of anything that is made of known strokes but is no known digit, which is what an
+    unknown digit looks like to it. `fraction` x B outliers are made from each batch (see `splice_digits`); the
+    draws use torch's global generator, which the Trainer seeds from (seed, epoch). In eval mode (validation) it is
+    plain cross-entropy. Known and spliced images share one forward pass, which suits layer norm (the ViT); a
+    batch-norm model (the CNN) would learn the outliers into its running statistics.
+    """
+
+    def __init__(self, weight: float = 0.5, fraction: float = 0.5, label_smoothing: float = 0.0):
+        if weight < 0 or not 0 < fraction <= 1:
+            raise ValueError(f"weight must be >= 0 and fraction in (0, 1], got {weight}, {fraction}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.weight, self.fraction, self.label_smoothing = weight, fraction, label_smoothing
+
+    def __call__(self, model, x, y):
+        if not model.training:
+            logits = model(x)
+            return labelled_cross_entropy(logits, y), logits
+        B = x.shape[0]
+        outliers = splice_digits(x, y, max(1, int(B * self.fraction)))  # (M, C, H, W)
+        logits_all = model(torch.cat([x, outliers]))  # one pass: (B + M, K)
+        logits, out_logits = logits_all[:B], logits_all[B:]
+        ce = labelled_cross_entropy(logits, y, self.label_smoothing)
+        oe = -out_logits.log_softmax(1).mean(1).mean() if len(out_logits) else logits.sum() * 0
+        return ce + self.weight * oe, logits
+
+    def to_dict(self) -> dict:
+        return {"name": "OutlierExposure", "weight": self.weight, "fraction": self.fraction,
+                "label_smoothing": self.label_smoothing}
 
 
 # --------------------------------------------------------------------------- splits

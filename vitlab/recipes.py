@@ -81,8 +81,12 @@ def default_vit_run(data, fast: bool = False, **kwargs):
     return train_or_load("vit_tiny_mnist", r.model, train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
 
 
+CNN_BASELINE_EPOCHS = 6  # notebook 03's CNN baseline trains this many epochs with the default recipe (FAST: 2)
+
+
 def cnn_baseline_run(data, fast: bool = False, **kwargs):
-    """Notebook 03's CNN baseline (run ``cnn_baseline``): the default recipe's training, 6 epochs (2 in FAST)."""
+    """Notebook 03's CNN baseline (run ``cnn_baseline``): the default recipe's training, CNN_BASELINE_EPOCHS epochs
+    (2 in FAST)."""
     import dataclasses
 
     from .cnn import CNNConfig
@@ -90,7 +94,7 @@ def cnn_baseline_run(data, fast: bool = False, **kwargs):
 
     r = RECIPES["default"]
     train_set, cfg = shrink_for_fast(data.train, r.train, fast)
-    cfg = dataclasses.replace(cfg, epochs=2 if fast else 6)
+    cfg = dataclasses.replace(cfg, epochs=2 if fast else CNN_BASELINE_EPOCHS)
     return train_or_load("cnn_baseline", CNNConfig(), train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
 
 
