@@ -256,3 +256,16 @@ def test_distilling_on_a_transfer_set_trains(mnist, tmp_path):
                         progress=False, verbose=False)
     assert len(run.history.steps["loss"]) == 8
     assert all(math.isfinite(v) for v in run.history.steps["loss"])
+
+
+def test_transfer_set_labels_exactly_the_students_images(mnist):
+    from types import SimpleNamespace
+
+    from vitlab.recipes import STUDENT_IMAGES, transfer_set
+
+    data = SimpleNamespace(train=mnist.train)
+    ts = transfer_set(data)
+    labelled = min(STUDENT_IMAGES, len(mnist.train))
+    assert len(ts) == len(mnist.train) and ts.num_labelled() == labelled
+    assert torch.equal(ts.class_counts(), mnist.train.take(STUDENT_IMAGES).class_counts())  # the students' images
+    assert torch.equal(ts.images, mnist.train.images)

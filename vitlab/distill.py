@@ -18,6 +18,10 @@ Three ways of learning from the teacher, all as training `Objective`s (see `vitl
   both tokens attend to the same patches through the same blocks. At inference the two heads' logits are
   averaged.
 
+Every objective's labels term skips images labelled `UNLABELLED` (see `vitlab.data.ImageSet.hide_labels`), while
+the teacher's term covers all of them: so the student can learn on a *transfer set* (Hinton et al.: it "could
+consist entirely of unlabeled data") of many images of which only some carry labels.
+
 Shapes: B = batch, K = classes, D = width, N = patches; a DistilledViT's tokens are (B, 2 + N, D):
 [CLS, DIST, patches].
 """

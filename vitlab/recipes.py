@@ -210,6 +210,11 @@ STUDENT_IMAGES = 5000  # the students learn from this many labelled training ima
 STUDENT_EPOCHS = 60  # passes over them, the same for every student (FAST: FAST_EPOCHS on fewer images)
 STUDENT_TEACHERS = ("vit", "cnn")  # notebook 03's ViT (run vit_tiny_mnist) and CNN (run cnn_baseline)
 STUDENT_KINDS = ("alone", "soft", "hard", "token")  # no teacher, Hinton's soft targets, DeiT's hard labels, DeiT's token
+# With a transfer set (all 55,000 training images, labels kept on the students' 5,000 only) every student takes the
+# same number of optimizer steps: TRANSFER_EPOCHS x TRANSFER_STEPS_PER_EPOCH = 2,280, as many as 120 epochs of the
+# 5,000 labelled images in batches of 256.
+TRANSFER_EPOCHS = 12
+TRANSFER_STEPS_PER_EPOCH = 190
 
 
 def student_config(token: bool = False):
@@ -239,7 +244,14 @@ def distill_teacher(data, teacher: str = "vit", fast: bool = False):
     raise ValueError(f"teacher must be one of {STUDENT_TEACHERS}, got {teacher!r}")
 
 
-def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teacher_model=None, **kwargs):
+def transfer_set(data):
+    """All the training images, labelled only where they are among the students' STUDENT_IMAGES (the same seeded
+    subset as `data.train.take(STUDENT_IMAGES)`): the teacher labels the rest, (55,000 images, 5,000 labels)."""
+    return data.train.hide_labels(keep=data.train.take_indices(STUDENT_IMAGES))
+
+
+def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teacher_model=None, transfer: bool = False,
+                **kwargs):
     """Notebook 10's students, all with the default recipe's training at the same budget: STUDENT_EPOCHS passes over
     the same STUDENT_IMAGES labelled images (a seeded subset of the training set).
 
@@ -247,6 +259,11 @@ def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teach
     `teacher` (run ``10_student_<kind>_<teacher>``), with `student_distill_config(kind)`. `teacher_model`
     skips loading the teacher again when the caller already holds it. The teacher's outputs are cached, so
     the students after the first one with a given teacher do not pay for its forward passes again.
+
+    `transfer`: the longer budget of TRANSFER_EPOCHS x TRANSFER_STEPS_PER_EPOCH steps, on `transfer_set(data)` for a
+    distilled student (the teacher's term covers every image, the labels' term the labelled ones: run
+    ``10_student_<kind>_<teacher>_transfer``), on the labelled images alone for kind "alone", since without a teacher
+    an unlabelled image teaches nothing (run ``10_student_alone_long``).
     """
     import dataclasses
 
@@ -256,13 +273,24 @@ def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teach
     if kind not in STUDENT_KINDS:
         raise ValueError(f"kind must be one of {STUDENT_KINDS}, got {kind!r}")
     recipe = dataclasses.replace(RECIPES["default"].train, epochs=STUDENT_EPOCHS)
-    train_set, cfg = shrink_for_fast(data.train.take(STUDENT_IMAGES), recipe, fast)
-    objective, name = None, "10_student_alone"
+    labelled = data.train.take(STUDENT_IMAGES)
+    suffix = ""
+    if transfer:
+        steps = TRANSFER_EPOCHS * TRANSFER_STEPS_PER_EPOCH
+        if kind == "alone":  # the same number of steps as epochs over the labelled images
+            recipe = dataclasses.replace(recipe, epochs=steps // (len(labelled) // recipe.batch_size))
+            suffix = "_long"
+        else:
+            labelled = transfer_set(data)
+            recipe = dataclasses.replace(recipe, epochs=TRANSFER_EPOCHS, max_steps_per_epoch=TRANSFER_STEPS_PER_EPOCH)
+            suffix = "_transfer"
+    train_set, cfg = shrink_for_fast(labelled, recipe, fast)
+    objective, name = None, "10_student_alone" + suffix
     if kind != "alone":
         if teacher_model is None:
             teacher_model = distill_teacher(data, teacher, fast)
         objective = make_objective(teacher_model, student_distill_config(kind), cache_teacher=True)
-        name = f"10_student_{kind}_{teacher}"
+        name = f"10_student_{kind}_{teacher}" + suffix
     kwargs.setdefault("tensorboard", False)
     kwargs.setdefault("progress", False)
     return train_or_load(name, student_config(token=kind == "token"), train_set, data.val, cfg,
