@@ -267,5 +267,10 @@ def test_transfer_set_labels_exactly_the_students_images(mnist):
     ts = transfer_set(data)
     labelled = min(STUDENT_IMAGES, len(mnist.train))
     assert len(ts) == len(mnist.train) and ts.num_labelled() == labelled
-    assert torch.equal(ts.class_counts(), mnist.train.take(STUDENT_IMAGES).class_counts())  # the students' images
-    assert torch.equal(ts.images, mnist.train.images)
+    students = mnist.train.take(STUDENT_IMAGES)
+    assert torch.equal(ts.labels[:labelled], students.labels) and torch.equal(ts.images[:labelled], students.images)
+    assert (ts.labels[labelled:] == -100).all()
+    assert torch.equal(ts.images.flatten(1).sum(1).sort().values, mnist.train.images.flatten(1).sum(1).sort().values)
+    # the trainer's epoch-0 shuffle (seed 0, as take's) must not pick out the labelled images
+    first = torch.randperm(len(ts), generator=torch.Generator().manual_seed(0))[:256]
+    assert (ts.labels[first] != -100).sum() < 64

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from .data import Augment
 from .model import ViTConfig, vit_small_mnist, vit_tiny_mnist
 from .train import TrainConfig
@@ -245,9 +247,17 @@ def distill_teacher(data, teacher: str = "vit", fast: bool = False):
 
 
 def transfer_set(data):
-    """All the training images, labelled only where they are among the students' STUDENT_IMAGES (the same seeded
-    subset as `data.train.take(STUDENT_IMAGES)`): the teacher labels the rest, (55,000 images, 5,000 labels)."""
-    return data.train.hide_labels(keep=data.train.take_indices(STUDENT_IMAGES))
+    """All the training images: first the students' STUDENT_IMAGES labelled ones (`data.train.take(STUDENT_IMAGES)`,
+    in its order), then every other one without its label; the teacher labels those (55,000 images, 5,000 labels).
+
+    The labelled images move to the front on purpose: at their original places they would be exactly the first
+    5,000 of the trainer's epoch-0 shuffle, which is drawn from the same seed as `take`.
+    """
+    keep = data.train.take_indices(STUDENT_IMAGES)
+    rest = torch.ones(len(data.train), dtype=torch.bool)
+    rest[keep] = False
+    order = torch.cat([keep, torch.nonzero(rest).flatten()])
+    return data.train.subset(order).hide_labels(keep=torch.arange(len(keep)))
 
 
 def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teacher_model=None, transfer: bool = False,
