@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitlab import ViT, vit_micro_mnist
+from vitlab import CNNConfig, SmallCNN, ViT, vit_micro_mnist
 from vitlab.data import DATASETS, ImageSet
 from vitlab.features import cluster_metrics, extract_features, knn_accuracy, pixel_features, umap_2d
 
@@ -28,6 +28,25 @@ def test_extract_features_matches_pre_logits():
     assert pixel_features(data).shape == (7, 784) and pixel_features(data).max() <= 1.0
     with pytest.raises(TypeError):
         extract_features(torch.nn.Linear(2, 2), data)
+    # a ViT has no layer between its pooled token and the head: both layers give the same features
+    assert np.allclose(extract_features(model, data, layer="pooled"), f, atol=1e-6)
+    with pytest.raises(ValueError, match="layer must be one of"):
+        extract_features(model, data, layer="logits")
+
+
+def test_cnn_pooled_features_come_before_the_hidden_layer():
+    torch.manual_seed(0)
+    cnn = SmallCNN(CNNConfig(width=4, hidden=6, num_classes=3)).eval()
+    data = ImageSet((torch.rand(5, 28, 28) * 255).to(torch.uint8), torch.zeros(5, dtype=torch.long), DATASETS["mnist"])
+    x, _ = data.tensors()
+    with torch.no_grad():
+        fmap = cnn.forward_features(x)
+        assert fmap.shape == (5, 8, 7, 7)  # (B, 2w, H/4, W/4)
+        assert torch.allclose(cnn.forward_head(fmap), cnn(x))
+        pooled = fmap.mean(dim=(2, 3))  # (B, 2w)
+        assert np.allclose(extract_features(cnn, data, layer="pooled"), pooled.numpy(), atol=1e-6)
+        assert np.allclose(extract_features(cnn, data), cnn.fc(pooled).numpy(), atol=1e-6)  # (B, hidden)
+    assert extract_features(cnn, data).shape == (5, 6)
 
 
 def test_metrics_separate_clusters_from_noise():

@@ -28,7 +28,9 @@ class CNNConfig(DictConfig):
 class SmallCNN(nn.Module):
     """conv-conv-pool, conv-conv-pool, global average pool, MLP head.
 
-    Same interface as the ViT: forward_features -> (B, hidden), forward_head(pre_logits=...).
+    Same interface as the ViT and timm's CNNs: forward_features -> the (B, 2w, H/4, W/4) feature map,
+    forward_pool -> (B, 2w) pooled features, forward_head(pre_logits=True) -> the (B, hidden) input of the
+    classifier, forward_head -> (B, classes) logits.
     """
 
     def __init__(self, cfg: CNNConfig):
@@ -57,12 +59,15 @@ class SmallCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        x = self.stage2(self.stage1(x))  # (B, 2w, H/4, W/4)
-        x = x.mean(dim=(2, 3), keepdim=True)  # (B, 2w, 1, 1) global average pool
-        return self.fc(x)  # (B, hidden)
+        return self.stage2(self.stage1(x))  # (B, 2w, H/4, W/4)
+
+    def forward_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pool of the feature map: (B, 2w, H/4, W/4) -> (B, 2w)."""
+        return x.mean(dim=(2, 3))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return x if pre_logits else self.head(self.drop(x))
+        x = self.fc(self.forward_pool(x))  # (B, hidden); fc's Flatten is a no-op, kept so checkpoints keep their keys
+        return x if pre_logits else self.head(self.drop(x))  # (B, hidden) or (B, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -122,10 +122,14 @@ class DistilledViT(ViT):
         """Final-normed tokens (B, 2 + N, D) -> (CLS head logits, distillation head logits), each (B, K)."""
         return self.head(x[:, 0]), self.head_dist(x[:, 1])
 
+    def forward_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the CLS and distillation tokens, as timm does: (B, 2 + N, D) -> (B, D)."""
+        return (x[:, 0] + x[:, 1]) / 2
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """The mean of the two heads' logits (B, K); with pre_logits, the mean of the two tokens (B, D), as timm does."""
+        """The mean of the two heads' logits (B, K); with pre_logits, the pooled tokens (B, D)."""
         if pre_logits:
-            return (x[:, 0] + x[:, 1]) / 2
+            return self.forward_pool(x)
         cls_logits, dist_logits = self.forward_heads(x)
         return (cls_logits + dist_logits) / 2
 

@@ -17,17 +17,32 @@ import torch
 from .data import ImageSet
 
 
+FEATURE_LAYERS = ("pre_logits", "pooled")
+
+
 @torch.no_grad()
-def extract_features(model, data: ImageSet, batch_size: int = 1000) -> np.ndarray:
-    """(N, D) pre-logit features (for a ViT: the pooled CLS token after the final LayerNorm)."""
+def extract_features(model, data: ImageSet, batch_size: int = 1000, layer: str = "pre_logits") -> np.ndarray:
+    """(N, D) features of every image.
+
+    layer "pre_logits": what the classifier reads, `forward_head(..., pre_logits=True)` (for a ViT the CLS token after
+    the final LayerNorm; for the CNN the output of its hidden fully connected layer). "pooled": `forward_pool`, the
+    pooled output of the backbone before any head layer (the same as pre_logits for a ViT; for the CNN its
+    globally average-pooled convolutional features).
+    """
     if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
         raise TypeError("extract_features needs a model with forward_features and forward_head(pre_logits=...)")
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"layer must be one of {FEATURE_LAYERS}, got {layer!r}")
+    if layer == "pooled" and not callable(getattr(model, "forward_pool", None)):
+        raise TypeError(f"layer 'pooled' needs a model with forward_pool; {type(model).__name__} has none")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for x, _ in data.batches(batch_size):
-        out.append(model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu())
+        f = model.forward_features(x.to(device))
+        f = model.forward_pool(f) if layer == "pooled" else model.forward_head(f, pre_logits=True)  # (B, D)
+        out.append(f.float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 

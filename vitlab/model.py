@@ -222,6 +222,7 @@ class ViT(nn.Module):
     forward(x)                         -> logits (B, num_classes)
     forward_features(x)                -> tokens (B, T, D), final-normed
     forward_features(x, return_attn=True) -> (tokens, [per-layer (B, h, T, T)])
+    forward_pool(tokens)               -> the pooled token (B, D): CLS, or the patch mean
     forward_head(tokens, pre_logits=True) -> pooled features (B, D)
     """
 
@@ -312,8 +313,12 @@ class ViT(nn.Module):
         x = self.norm(x)  # (B, T, D)
         return (x, attns) if return_attn else x
 
+    def forward_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The token the head reads: CLS, or the mean of the patch tokens. (B, T, D) -> (B, D)."""
+        return x[:, 0] if self.cfg.pool == "cls" else x[:, self.num_prefix_tokens:].mean(dim=1)
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x[:, 0] if self.cfg.pool == "cls" else x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D)
+        x = self.forward_pool(x)  # (B, D); the ViT has no layer between pool and head, so pre-logits = pooled
         return x if pre_logits else self.head(x)  # (B, D) or (B, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,13 @@ means more likely known*:
 
 Two more tools for the harder case where the unknowns are other digits:
 
-- ``NearestNeighbourScore``: the cosine similarity of an input's pre-logit
-  features to its k-th nearest known training image (Sun et al. 2022, "Out-of-
-  distribution detection with deep nearest neighbors"), no retraining needed;
+- ``NearestNeighbourScore``: the cosine similarity of an input's features to
+  its k-th nearest known training image (Sun et al. 2022, "Out-of-
+  distribution detection with deep nearest neighbors"), no retraining needed.
+  Which features matters: for the CNN the pooled convolutional features
+  (``extract_features(model, data, layer="pooled")``, the layer Sun et al.
+  use on ResNets) separate unknown digits better than the hidden layer after
+  them (benchmarks/openset.py, README);
 - ``OutlierExposure``: a training objective that adds synthetic outliers, two
   known digits of different classes spliced into one image, and pushes the
   model's answer on them towards the uniform distribution (the outlier-exposure
@@ -104,8 +108,8 @@ def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Ca
 class NearestNeighbourScore:
     """Known-ness from features: cosine similarity to the k-th nearest known training feature (higher = known).
 
-        knn = NearestNeighbourScore(k=1).fit(extract_features(model, known_train))   # (N, D) known features
-        score = knn(extract_features(model, test_images))                            # (M,)
+        knn = NearestNeighbourScore(k=5).fit(extract_features(model, known_train, layer="pooled"))  # (N, D)
+        score = knn(extract_features(model, test_images, layer="pooled"))                           # (M,)
 
     Features are L2-normalised, so the score is a cosine in [-1, 1]; an input far from every known training
     image scores low even when the classifier is sure of its (wrong) class.
