@@ -220,9 +220,21 @@ def test_label_terms_skip_unlabelled_images_teacher_term_covers_all():
     with torch.no_grad():
         t = teacher(x)
     lab = y != UNLABELLED
-    ce = F.cross_entropy(logits[lab], y[lab], label_smoothing=0.1)  # the three labelled images only
+    # the labels' cross-entropy of the three labelled images, summed and divided by all six, so that each image
+    # weighs the same in the batch mean (averaged over the three alone, they would outweigh the teacher's answers)
+    ce = F.cross_entropy(logits[lab], y[lab], label_smoothing=0.1, reduction="sum") / 6
     want = 0.6 * ce + 0.4 * soft_distillation_loss(logits, t, 2.0)  # the teacher term over all six
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    # per image: a labelled one gets 0.6 CE + 0.4 KL, an unlabelled one 0.4 KL; the loss is their mean
+    kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(t / 2, 1), reduction="none").sum(1) * 4  # (6,)
+    ce_i = torch.zeros(6)
+    ce_i[lab] = F.cross_entropy(logits[lab], y[lab], label_smoothing=0.1, reduction="none")
+    assert loss.item() == pytest.approx((0.6 * ce_i + 0.4 * kl).mean().item(), rel=1e-5)
+    # a fully labelled batch: the plain mean cross-entropy, as before
+    y_all = torch.tensor([3, 0, 1, 2, 5, 7])
+    loss_all, logits = obj(student, x, y_all)
+    want = 0.6 * F.cross_entropy(logits, y_all, label_smoothing=0.1) + 0.4 * soft_distillation_loss(logits, t, 2.0)
+    assert loss_all.item() == pytest.approx(want.item(), rel=1e-5)
     # a batch with no label at all: the label term is 0 (not nan) and the teacher still teaches
     y_none = torch.full((6,), UNLABELLED)
     loss, logits = obj(student, x, y_none)
@@ -230,6 +242,20 @@ def test_label_terms_skip_unlabelled_images_teacher_term_covers_all():
     assert loss.item() == pytest.approx((0.4 * soft_distillation_loss(logits, t, 2.0)).item(), rel=1e-5)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def test_labelled_cross_entropy_divides_by_the_labelled_images_or_the_batch():
+    from vitlab.data import UNLABELLED
+    from vitlab.train import labelled_cross_entropy
+
+    logits = torch.randn(4, 3)
+    y = torch.tensor([2, UNLABELLED, 0, UNLABELLED])
+    total = F.cross_entropy(logits[[0, 2]], y[[0, 2]], reduction="sum")
+    assert labelled_cross_entropy(logits, y).item() == pytest.approx(total.item() / 2, rel=1e-6)
+    assert labelled_cross_entropy(logits, y, over="batch").item() == pytest.approx(total.item() / 4, rel=1e-6)
+    assert labelled_cross_entropy(logits, torch.full((4,), UNLABELLED), over="batch").item() == 0.0
+    with pytest.raises(ValueError, match="over must be"):
+        labelled_cross_entropy(logits, y, over="images")
 
 
 def test_hide_labels_keeps_the_chosen_labels(mnist):

@@ -248,6 +248,17 @@ class Distillation(Objective):
                 f"distillation needs the same classes in the same order"
             )
 
+    def labels_term(self, student_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The labels' cross-entropy, summed over the labelled images and divided by the whole batch size.
+
+        On a transfer set most images are unlabelled. Averaged over the labelled ones alone, the few labelled
+        images of each batch would weigh as much as all the teacher's answers, and the student would overfit them
+        (notebook 10: 250 / 293 test errors with hard / soft targets, against 156 / 176 this way). With every image
+        in the mean, a labelled image gets (1 - alpha) CE + alpha teacher and an unlabelled one alpha teacher. A
+        fully labelled batch gives exactly the mean cross-entropy.
+        """
+        return labelled_cross_entropy(student_logits, y, self.config.label_smoothing, over="batch")
+
     def teacher_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, how: str) -> torch.Tensor:
         if how == "soft":
             return soft_distillation_loss(student_logits, teacher_logits, self.config.temperature)
@@ -271,7 +282,7 @@ class SoftDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K) teacher logits, no graph
         self.check_classes(s, t)
         a = self.config.alpha
-        ce = labelled_cross_entropy(s, y, self.config.label_smoothing)
+        ce = self.labels_term(s, y)
         return (1 - a) * ce + a * self.teacher_term(s, t, "soft"), s
 
 
@@ -285,7 +296,7 @@ class HardDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K)
         self.check_classes(s, t)
         a = self.config.alpha
-        ce = labelled_cross_entropy(s, y, self.config.label_smoothing)
+        ce = self.labels_term(s, y)
         return (1 - a) * ce + a * self.teacher_term(s, t, "hard"), s
 
 
@@ -312,7 +323,7 @@ class TokenDistillation(Distillation):
         t = self.teacher_logits(x)  # (B, K)
         self.check_classes(cls_logits, t)
         a = self.config.alpha
-        ce = labelled_cross_entropy(cls_logits, y, self.config.label_smoothing)
+        ce = self.labels_term(cls_logits, y)
         loss = (1 - a) * ce + a * self.teacher_term(dist_logits, t, self.config.token_loss)
         return loss, (cls_logits + dist_logits) / 2
 

@@ -258,17 +258,23 @@ class Objective:
         return {"name": type(self).__name__}
 
 
-def labelled_cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy averaged over the labelled images of a batch: (B, K), (B,) -> scalar.
+def labelled_cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+                           over: str = "labelled") -> torch.Tensor:
+    """Cross-entropy of the labelled images of a batch: (B, K), (B,) -> scalar.
 
-    Images labelled `UNLABELLED` are skipped (cross-entropy's ignore_index); a batch without any label gives 0
-    rather than F.cross_entropy's nan, so a mixed transfer set can draw such a batch safely.
+    Images labelled `UNLABELLED` are skipped (cross-entropy's ignore_index). `over` is what the sum is divided by:
+    "labelled", the number of labelled images (their mean; a batch without any label gives 0 rather than
+    F.cross_entropy's nan, so a mixed transfer set can draw such a batch safely), or "batch", the batch size B (an
+    unlabelled image adds 0 to the mean; what a loss needs that also has a term for every image, such as
+    distillation, so that a few labelled images in a batch do not outweigh the rest).
     """
+    if over not in ("labelled", "batch"):
+        raise ValueError(f"over must be 'labelled' or 'batch', got {over!r}")
     n = int((y != UNLABELLED).sum())
     if n == len(y):
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     total = F.cross_entropy(logits, y, label_smoothing=label_smoothing, ignore_index=UNLABELLED, reduction="sum")
-    return total / max(n, 1)
+    return total / (max(n, 1) if over == "labelled" else len(y))
 
 
 class CrossEntropy(Objective):
