@@ -493,7 +493,7 @@ class Trainer:
             labelled = y != UNLABELLED  # (B,) accuracy counts labelled images only (a transfer set has others)
             n_lab = int(labelled.sum())
             got_logits = logits is not None
-            acc_b = ((logits.argmax(1) == y) & labelled).sum() if logits is not None and n_lab else None
+            acc_b = ((logits.argmax(1) == y) & labelled).sum() if got_logits and n_lab else None
             loss_sum += loss.detach() * len(y)
             if acc_b is not None:
                 correct += acc_b
