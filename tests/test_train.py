@@ -93,7 +93,8 @@ def test_callbacks_and_unknown_event(mnist, tmp_path):
         t.add_callback("on_batch", print)
 
 
-def test_short_run_clears_90_percent(mnist, tmp_path):
+def test_short_run_clears_90_percent(full_mnist, tmp_path):
+    mnist = full_mnist
     """A small ViT (7x7 patches, D=64, 4 blocks) on 6,000 real MNIST images: held-out accuracy must pass 90%."""
     train = mnist.train.take(6000, seed=0)
     cfg = TrainConfig(epochs=10, batch_size=128, lr=2e-3, warmup_epochs=1, seed=0, augment=None)

