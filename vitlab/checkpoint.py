@@ -27,6 +27,19 @@ VERSION = 1
 
 # model type name -> (config class, model class); other modules add theirs with register_model_type
 MODEL_TYPES = {"vit": (ViTConfig, ViT), "cnn": (CNNConfig, SmallCNN)}
+# model types defined in modules that import this one: imported when a checkpoint of that type is met
+_MODULE_OF_TYPE = {"mae": "vitlab.mae", "deit": "vitlab.distill"}
+# what each model type is, for messages; the classifiers are the types `evaluate` and `predict` accept
+ABOUT = {"vit": "a ViT classifier", "cnn": "a CNN classifier", "deit": "a distilled ViT classifier (DeiT)",
+         "mae": "an MAE (a masked autoencoder: it reconstructs pixels and has no trained classifier)"}
+CLASSIFIERS = ("vit", "cnn", "deit")
+
+
+def _ensure_registered(model_type: str) -> None:
+    if model_type not in MODEL_TYPES and model_type in _MODULE_OF_TYPE:
+        import importlib
+
+        importlib.import_module(_MODULE_OF_TYPE[model_type])
 
 
 def register_model_type(name: str, config_cls: type, model_cls: type) -> None:
@@ -57,8 +70,10 @@ def model_type_of(model: nn.Module) -> str:
 
 def build_model(model_type: str, config: dict | Any) -> nn.Module:
     """Build a model from its type name and its config (a dataclass or a dict)."""
+    _ensure_registered(model_type)
     if model_type not in MODEL_TYPES:
-        raise CheckpointError(f"unknown model type {model_type!r}; known: {sorted(MODEL_TYPES)}")
+        raise CheckpointError(f"unknown model type {model_type!r} (written by a newer vitlab?); "
+                              f"known: {sorted(set(MODEL_TYPES) | set(_MODULE_OF_TYPE))}")
     cfg_cls, model_cls = MODEL_TYPES[model_type]
     cfg = config if isinstance(config, cfg_cls) else cfg_cls.from_dict(dict(config))
     return model_cls(cfg)
@@ -94,6 +109,8 @@ def save_checkpoint(
     dataset: Optional[str] = None,
     normalization: Optional[tuple[float, float]] = None,
     classes: Optional[list] = None,
+    label_map: Optional[list] = None,
+    data_split: Optional[dict] = None,
     extra: Optional[dict] = None,
 ) -> None:
     """Save everything needed to rebuild, evaluate or resume a model."""
@@ -112,6 +129,8 @@ def save_checkpoint(
         "dataset": dataset,
         "normalization": list(normalization) if normalization is not None else None,
         "classes": list(classes) if classes is not None else None,
+        "label_map": list(label_map) if label_map is not None else None,  # dataset class -> model class (-1: none)
+        "data_split": dict(data_split) if data_split is not None else None,  # pool, val_size, seed, source
         "extra": extra or {},
     }
     atomic_save(ckpt, path)
@@ -138,6 +157,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a vitlab checkpoint (no '{FORMAT}' marker)")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
+    missing = [k for k in ("model_type", "model_config", "model") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete vitlab checkpoint (no {', '.join(missing)})")
     return ckpt
 
 
@@ -169,12 +191,46 @@ def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkp
         raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint was saved from and load its weights: (model in eval mode, ckpt)."""
-    ckpt = load_checkpoint(path, map_location)
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
+                          map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model a loaded checkpoint dict was saved from, with its weights, in eval mode."""
     try:
         model = build_model(ckpt["model_type"], ckpt["model_config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model config in checkpoint ({e})") from None
     load_weights(model, ckpt, path)
-    return model.to(map_location).eval(), ckpt
+    return model.to(map_location).eval()
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was saved from and load its weights: (model in eval mode, ckpt)."""
+    ckpt = load_checkpoint(path, map_location)
+    return model_from_checkpoint(ckpt, path, map_location), ckpt
+
+
+def load_classifier(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """`load_model` for a checkpoint that must hold a classifier: anything else is refused in one line.
+
+    The checkpoint's `classes` are checked against the model's outputs; one written before they were
+    recorded gets the dataset's class names when they fit, else "0".."K-1".
+    """
+    ckpt = load_checkpoint(path, map_location)
+    kind = ckpt["model_type"]
+    if kind not in CLASSIFIERS:
+        if kind not in ABOUT:
+            raise CheckpointError(f"{path}: unknown model type {kind!r} (written by a newer vitlab?); "
+                                  f"known: {sorted(ABOUT)}")
+        what = ABOUT[kind]
+        hint = (f"; fine-tune its encoder into one: vitlab train --init {path}" if kind == "mae" else "")
+        raise CheckpointError(f"{path}: holds {what}, not a classifier{hint}")
+    model = model_from_checkpoint(ckpt, path, map_location)
+    k = model.cfg.num_classes
+    classes = ckpt.get("classes")
+    if classes is not None and len(classes) != k:
+        raise CheckpointError(f"{path}: records {len(classes)} class names for a model with {k} outputs")
+    if classes is None:
+        from .data import DATASETS
+
+        names = DATASETS[ckpt["dataset"]].classes if ckpt.get("dataset") in DATASETS else ()
+        ckpt["classes"] = list(names) if len(names) == k else [str(i) for i in range(k)]
+    return model, ckpt

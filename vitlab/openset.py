@@ -31,6 +31,7 @@ rate, expected calibration error with its reliability bins.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -218,14 +219,12 @@ def known_unknown_split(data: ImageSet, known: Sequence[int], unknown_label: boo
     classes = len(data.info.classes)
     if not all(0 <= k < classes for k in known):
         raise ValueError(f"known classes must be in 0..{classes - 1}, got {known}")
-    remap = torch.full((classes,), -1, dtype=torch.long)
-    remap[torch.tensor(known)] = torch.arange(len(known))
-    is_known = remap[data.labels] >= 0
-    k = data.subset(torch.nonzero(is_known).flatten())
-    k = ImageSet(k.images, remap[k.labels], k.info, k.name)
-    rest = data.subset(torch.nonzero(~is_known).flatten())
+    names = [data.info.classes[k] for k in known]
+    k = data.relabel({c: i for i, c in enumerate(known)}, names)
+    others = {c: c for c in range(classes) if c not in known}
+    rest = data.subset(torch.nonzero(torch.isin(data.labels, torch.tensor(sorted(others), dtype=torch.long))).flatten())
     if unknown_label:
-        rest = ImageSet(rest.images, torch.full_like(rest.labels, len(known)), rest.info, rest.name)
+        rest = data.relabel({c: len(known) for c in others}, names + ["unknown"])
     return k, rest
 
 
@@ -347,8 +346,14 @@ class OpenSetData:
         known = getattr(self, split)
         unknown = getattr(self, f"{split}_unknown").take(len(known), seed=seed)
         K = len(self.known)
-        return ImageSet(torch.cat([known.images, unknown.images]),
-                        torch.cat([known.labels, torch.full((len(unknown),), K)]), known.info, f"{known.name}+unknown")
+        classes = list(known.info.classes) + ["unknown"]
+        # The dataset's digits -> this task's labels: known digits 0..K-1, the unknown-train digits K, the rest left out.
+        label_map = tuple(self.known.index(d) if d in self.known else K if d in self.unknown_train else -1
+                          for d in range(len(known.info.label_map)))
+        info = dataclasses.replace(known.info, classes=tuple(classes), label_map=label_map)
+        return dataclasses.replace(known, images=torch.cat([known.images, unknown.images]),
+                                   labels=torch.cat([known.labels, torch.full((len(unknown),), K)]), info=info,
+                                   name=f"{known.name}+unknown")
 
 
 def open_set_data(data, known: Sequence[int], unknown_train: Sequence[int], fast: bool = False,

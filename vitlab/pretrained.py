@@ -208,12 +208,17 @@ def load_pretrained(name: str = "vit_tiny_patch16_224", image_size: int = 28, pa
 
 
 def load_backbone(path: str | os.PathLike, num_classes: Optional[int] = None) -> ViT:
-    """A ViT from one of the lab's checkpoints (notebook 03, `vitlab train`, any run), ready to fine-tune.
+    """A ViT from one of the lab's checkpoints (notebook 03, `vitlab train`, an MAE's encoder, any run), ready to
+    fine-tune.
 
     With `num_classes` different from the checkpoint's, the head is replaced by a
     fresh one of that size; the backbone (everything before the head) keeps its weights.
     """
-    model, _ = load_model(path)
+    model, ckpt = load_model(path)
+    if ckpt["model_type"] == "mae":  # an MAE's encoder is a ViT whose head was never trained
+        from .mae import encoder_from_mae
+
+        model = encoder_from_mae(model, num_classes=num_classes)
     if not isinstance(model, ViT):
         raise CheckpointError(f"{path}: holds a {type(model).__name__}, not a ViT backbone")
     if num_classes is not None and num_classes != model.cfg.num_classes:

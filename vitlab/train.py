@@ -379,6 +379,8 @@ class Trainer:
             dataset=info.name,
             normalization=(info.mean, info.std),
             classes=list(info.classes),
+            label_map=info.label_map,
+            data_split=self.train_set.split,
             extra=self.extra,
         )
 
