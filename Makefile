@@ -6,13 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vitlab-installed
 SHARED ?= ../shared/data
+# The versions the measured results were taken with; pyproject.toml asks only for a minimum.
+TORCH       ?= 2.14.1
+TORCHVISION ?= 0.29.1
 
 .PHONY: setup data lab test train benchmarks clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q torch==$(TORCH) torchvision==$(TORCHVISION)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -26,8 +29,10 @@ data:
 	  echo "linked $$src -> $$dst"; fi; \
 	done
 
+# JupyterLab on notebooks/ (`vitlab lab` adds --allow-root when run as root, as in a container);
+# extra JupyterLab options go in LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8899".
 lab: setup data
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/vitlab lab $(LAB_ARGS)
 
 # Unit tests and every notebook, top to bottom in a fresh kernel, in FAST mode (CI=1).
 test: setup data

@@ -106,10 +106,10 @@ def test_train_evaluate_predict_end_to_end(mnist, tmp_path, capsys):
     assert len(lines) == 3 and all(l.startswith(str(p)) and "%" in l for l, p in zip(lines, paths))
 
     (tmp_path / "notes.txt").write_text("not an image")
-    _one_line_error(capsys, ["predict", "--checkpoint", str(run / "checkpoint.pt"), str(tmp_path / "notes.txt")],
-                    "not a readable image")
-    _one_line_error(capsys, ["predict", "--checkpoint", str(run / "checkpoint.pt"), str(tmp_path / "nope.png")],
-                    "nope.png: file not found")
+    for bad, why in (("notes.txt", "not a readable image"), ("nope.png", "nope.png: file not found")):
+        assert main(["predict", "--checkpoint", str(run / "checkpoint.pt"), str(tmp_path / bad)]) == 1
+        cap = capsys.readouterr()
+        assert cap.out == "" and why in cap.err.splitlines()[0] and "Traceback" not in cap.err
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     _one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "bad.pt")], "not a readable checkpoint")
 

@@ -4,9 +4,12 @@
     vitlab evaluate --checkpoint runs/NAME/checkpoint.pt [--split test]
     vitlab predict --checkpoint runs/NAME/checkpoint.pt my_digit.png [...]
     vitlab download [--dataset mnist]
+    vitlab lab [JUPYTERLAB OPTIONS ...]
 
 Any bad flag, missing or unreadable file prints one line, ``vitlab: error: ...``,
-and exits with status 2 (no traceback).
+and exits with status 2 (no traceback). `predict` classifies every readable image,
+reports each bad one in a line and exits with status 1 if any failed. Ctrl-C during
+`train` keeps the last finished epoch and exits with status 130.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_SOME_FAILED = 1  # predict: some images could not be read
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .recipes import RECIPES
 
     parser = _Parser(prog="vitlab", description="vitlab: Vision Transformers on MNIST, from scratch.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,download}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,download,lab}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write runs/<name>/", description="Train a ViT (or the CNN baseline).")
     _add(t, "recipe", default="default", choices=sorted(RECIPES),
@@ -92,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "elastic", type=_nonneg_float, help="elastic distortion strength in pixels (default 0 = off)")
     _add(t, "dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default: %(default)s)")
     _add(t, "train_subset", type=_positive_int, help="train on this many images only (quick runs)")
-    _add(t, "val_size", type=int, default=5000, help="validation images held out of the 60k (default 5000)")
+    _add(t, "val_size", type=_bounded(int, 0, "an integer >= 0"),
+         help="validation images held out of the training images (default: 5000 of the 60k; a tenth of the "
+              "offline 4k fallback)")
     _add(t, "max_steps_per_epoch", type=_positive_int, help="cut each epoch to this many steps")
     _add(t, "init", metavar="CHECKPOINT",
          help="fine-tune: start from this ViT checkpoint (any vitlab run); the architecture is the checkpoint's, "
@@ -121,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", help="download a dataset into the data cache (needs internet)")
     _add(d, "dataset", default="mnist", choices=sorted(DATASETS))
+
+    sub.add_parser("lab", help="open the notebook series in JupyterLab (what `make lab` runs)", add_help=False,
+                   description="Start JupyterLab on notebooks/; any further options go to JupyterLab "
+                               "(e.g. --no-browser --port 8899). As root, adds --allow-root.")
     return parser
 
 
@@ -184,14 +195,37 @@ def _train(a) -> int:
     data = load_dataset(a.dataset, val_size=a.val_size, seed=0)
     train_set = data.train.take(a.train_subset, seed=a.seed) if a.train_subset else data.train
     train_only = [t.strip() for t in a.train_only.split(",") if t.strip()] if a.train_only else None
-    run = train_or_load(name, mcfg, train_set, data.val, tcfg, runs_dir=runs_dir, retrain=a.overwrite,
-                        tensorboard=not a.no_tensorboard, progress=not a.no_progress, init=init, train_only=train_only)
+    try:
+        run = train_or_load(name, mcfg, train_set, data.val, tcfg, runs_dir=runs_dir, retrain=a.overwrite,
+                            tensorboard=not a.no_tensorboard, progress=not a.no_progress, init=init,
+                            train_only=train_only)
+    except KeyboardInterrupt:
+        print(f"vitlab: interrupted; {_resume_hint(ckpt)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     result = evaluate(run.model, data.test)
     print(f"test {result.summary()}")
     _write_report(run.path, run.model, run.history, result, data.test)
     print(f"wrote {run.path}/: checkpoint.pt, metrics.json, loss_curves.png, confusion_matrix.png, misclassified.png"
           + ("" if a.no_tensorboard else ", tb/ (tensorboard --logdir " + str(run.path / "tb") + ")"))
     return 0
+
+
+def _resume_hint(ckpt: Path) -> str:
+    """One line on how to go on after Ctrl-C: the same command with --resume (no --overwrite)."""
+    import shlex
+
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        epoch = load_checkpoint(ckpt)["epoch"]
+    except CheckpointError:
+        return "no epoch had finished, so nothing was saved; run the same command again to start over"
+    args = [x for x in (_ARGV if _ARGV is not None else sys.argv[1:]) if x not in ("--resume", "--overwrite")]
+    cmd = "vitlab " + " ".join(shlex.quote(x) for x in args) + " --resume"
+    return f"{ckpt} keeps epoch {epoch}; continue with: {cmd}"
+
+
+_ARGV = None  # the argv `main` was called with, for the resume hint
 
 
 def _write_report(out: Path, model, history, result, test_set) -> None:
@@ -224,15 +258,44 @@ def _write_report(out: Path, model, history, result, test_set) -> None:
         plt.close(fig)
 
 
+def _evaluation_set(ckpt: dict, path: str, split_name: str):
+    """The split a checkpoint is evaluated on: its recorded dataset, validation split and classes, or a one-line
+    refusal when this machine's data does not match them."""
+    from .data import DATASETS, DataError, load_dataset
+
+    dataset = ckpt.get("dataset") or "mnist"
+    if dataset not in DATASETS:
+        raise DataError(f"{path}: trained on an unknown dataset {dataset!r}")
+    rec = ckpt.get("data_split") or {}
+    data = load_dataset(dataset, val_size=rec.get("val_size"), seed=rec.get("seed", 0))
+    if split_name == "val":
+        if not rec:
+            raise DataError(f"{path}: records no validation split (written by an older vitlab), so its validation "
+                            f"images are unknown; use --split test")
+        pool = len(data.train) + len(data.val)
+        if rec.get("pool") != pool:
+            raise DataError(f"{path}: its validation split was drawn from {rec.get('pool')} training images "
+                            f"({rec.get('source')}), but this machine has {pool} ({data.source}); use --split test")
+    eval_set = data.val if split_name == "val" else data.test
+    classes, label_map = list(ckpt["classes"]), ckpt.get("label_map")
+    if label_map is not None:
+        left_out = [data.info.classes[c] for c, m in enumerate(label_map) if m < 0]
+        eval_set = eval_set.relabel({c: m for c, m in enumerate(label_map) if m >= 0}, classes)
+        if left_out:
+            print(f"{dataset} classes {', '.join(left_out)} are not among the model's training labels: left out")
+    elif classes != list(data.info.classes):
+        raise DataError(f"{path}: the model's classes {classes} are not {dataset}'s {list(data.info.classes)}, "
+                        f"and the checkpoint records no mapping between them")
+    return eval_set
+
+
 def _evaluate(a) -> int:
-    from .checkpoint import load_model
-    from .data import load_dataset
+    from .checkpoint import load_classifier
     from .train import evaluate, resolve_device
 
     device = resolve_device(a.device)
-    model, ckpt = load_model(a.checkpoint, map_location=device)
-    data = load_dataset(ckpt.get("dataset") or "mnist")
-    split = data.test if a.split == "test" else data.val
+    model, ckpt = load_classifier(a.checkpoint, map_location=device)
+    split = _evaluation_set(ckpt, a.checkpoint, a.split)
     result = evaluate(model, split)
     print(f"{a.checkpoint} on {split.name}: {result.summary()}")
     print(result.report)
@@ -245,39 +308,72 @@ def _evaluate(a) -> int:
 def _predict(a) -> int:
     import torch
 
-    from .checkpoint import load_model
-    from .images import load_digit
+    from .checkpoint import load_classifier
+    from .images import ImageError, load_digit
 
-    model, ckpt = load_model(a.checkpoint)
+    model, ckpt = load_classifier(a.checkpoint)
     mean, std = ckpt.get("normalization") or (0.0, 1.0)
-    classes = ckpt.get("classes") or [str(i) for i in range(model.cfg.num_classes)]
+    classes = ckpt["classes"]
     size = model.cfg.image_size
-    # Read every image first, so a bad file fails before any output.
-    batch = torch.stack([load_digit(p, size=size) for p in a.images]).unsqueeze(1)  # (B, 1, H, W)
-    with torch.no_grad():
-        probs = model((batch - mean) / std).softmax(dim=1)
-    k = min(a.top, probs.shape[1])
-    for path, p in zip(a.images, probs):
+    k = min(a.top, len(classes))
+    failed = 0
+    for path in a.images:  # one at a time, so a bad file costs only its own line
+        try:
+            x = load_digit(path, size=size)[None, None]  # (1, 1, H, W) in [0, 1]
+        except (ImageError, OSError) as e:
+            failed += 1
+            print(f"vitlab: error: {str(e).splitlines()[0]}", file=sys.stderr)
+            continue
+        with torch.no_grad():
+            p = model((x - mean) / std).softmax(dim=1)[0]  # (classes,)
         top = p.topk(k)
         best = ", ".join(f"{classes[i]} ({v:.1%})" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {best}")
+        print(f"{path}: {best}", flush=True)
+    if failed:
+        print(f"vitlab: {failed} of {len(a.images)} images could not be read", file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
 
 
 def _download(a) -> int:
-    from .data import download, read_split
+    from .data import download_dataset, read_split
 
-    raw = download(a.dataset)
+    raw = download_dataset(a.dataset)
     for split in ("train", "test"):
         images, _ = read_split(raw, split)
         print(f"{a.dataset} {split}: {len(images)} images in {raw}")
     return 0
 
 
+def _lab(extra: list) -> int:
+    """JupyterLab on the checkout, opening notebook 01, as `make lab` runs it; as root (a container, a classroom
+    image) with --allow-root. JupyterLab replaces this process, so Ctrl-C and signals reach it directly."""
+    import os
+
+    from .paths import project_dir
+
+    notebooks = project_dir("VITLAB_NOTEBOOKS", "notebooks")
+    if not (notebooks / "01_load_data.ipynb").is_file():
+        return _fail(f"{notebooks}: no vitlab notebooks here (run from a vitlab checkout, or set VITLAB_NOTEBOOKS)")
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks.parent}",
+           f"--LabApp.default_url=/lab/tree/{notebooks.name}/01_load_data.ipynb", *extra]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
+        print("vitlab: running as root (a container?), so JupyterLab is started with --allow-root", file=sys.stderr,
+              flush=True)
+        cmd.append("--allow-root")
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+
+
 def main(argv=None) -> int:
+    global _ARGV
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["lab"]:  # everything after `lab` belongs to JupyterLab
+        return _lab(args[1:])
+    _ARGV = args
     parser = build_parser()
     try:
-        a = parser.parse_args(argv)
+        a = parser.parse_args(args)
     except SystemExit as e:
         return int(e.code or 0)
     if a.command is None:
@@ -292,8 +388,8 @@ def main(argv=None) -> int:
     except (CheckpointError, DataError, ImageError, FileNotFoundError, ValueError) as e:
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
-        print("vitlab: interrupted; `vitlab train --resume` continues from the last finished epoch", file=sys.stderr)
-        return 130
+        print("vitlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
