@@ -39,12 +39,45 @@ def test_attention_maps_shapes_and_rows(model):
     assert r.grads is None
 
 
-def test_gradients_match_autograd_of_target_logit(model):
-    x = torch.randn(2, 1, 28, 28)
+def _target_logit_with_attention_nudged(model, x, layer, delta, target):
+    """The target logit when `delta` is added to layer `layer`'s attention weights after the softmax.
+
+    Test code may reach into the model: it re-implements that layer's attention (as `Attention.forward` does on its
+    explicit path) with the nudge, so the finite difference below is independent of `attention_maps`.
+    """
+    attn = model.blocks[layer].attn
+
+    def nudged(h, return_attn=False):
+        B, T, D = h.shape
+        q, k, v = attn.qkv(h).reshape(B, T, 3, attn.heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        w = ((q @ k.transpose(-2, -1)) * attn.scale).softmax(-1) + delta  # (B, h, T, T)
+        return attn.proj((w @ v).transpose(1, 2).reshape(B, T, D)), w
+
+    attn.forward = nudged
+    try:
+        with torch.no_grad():
+            return model(x)[:, target]  # (B,)
+    finally:
+        del attn.forward
+
+
+def test_gradients_match_finite_differences_of_target_logit(model):
+    model = model.double()
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64)
     r = attention_maps(model, x, with_grads=True, target=3)
     assert r.grads.shape == r.attn.shape and r.target.tolist() == [3, 3]
-    # Perturbing the last layer's attention along its gradient raises logit 3 to first order.
-    assert r.grads.abs().sum() > 0
+    g = torch.Generator().manual_seed(0)
+    eps = 1e-5
+    for layer in range(r.attn.shape[1]):
+        delta = torch.randn(r.attn[:, layer].shape, generator=g, dtype=torch.float64)  # (B, h, T, T)
+        up = _target_logit_with_attention_nudged(model, x, layer, eps * delta, 3)
+        down = _target_logit_with_attention_nudged(model, x, layer, -eps * delta, 3)
+        numeric = (up - down) / (2 * eps)  # (B,) directional derivative
+        analytic = (r.grads[:, layer] * delta).sum(dim=(1, 2, 3))  # (B,)
+        assert torch.allclose(analytic, numeric, rtol=1e-6, atol=1e-8), (layer, analytic, numeric)
+        assert analytic.abs().min() > 1e-4
+    # In the last layer only the CLS query's row reaches the head: every other row has zero gradient.
+    assert r.grads[:, -1, :, 1:].abs().max() == 0 and r.grads[:, -1, :, 0].abs().max() > 0
     assert all(p.grad is None for p in model.parameters())  # no gradients left on the model
     r2 = attention_maps(model, x, with_grads=True)
     assert r2.target.tolist() == r2.logits.argmax(1).tolist()

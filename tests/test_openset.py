@@ -1,5 +1,7 @@
 """Open-set scores, metrics and splits."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -151,7 +153,7 @@ def test_splice_digits_joins_two_classes():
 
 def test_outlier_exposure_objective():
     from vitlab import ViT, vit_micro_mnist
-    from vitlab.openset import OutlierExposure
+    from vitlab.openset import OutlierExposure, splice_digits
 
     torch.manual_seed(0)
     model = ViT(vit_micro_mnist(num_classes=4))
@@ -160,10 +162,20 @@ def test_outlier_exposure_objective():
     loss, logits = obj(model.train(), x, y)
     assert logits.shape == (16, 4)  # the known images' logits only
     torch.manual_seed(1)
-    l_oe, _ = OutlierExposure(weight=1.0, fraction=0.5)(model, x, y)
+    l_oe, _ = OutlierExposure(weight=0.7, fraction=0.5)(model, x, y)
     torch.manual_seed(1)
     l_ce, _ = OutlierExposure(weight=0.0, fraction=0.5)(model, x, y)
-    assert l_oe.item() > l_ce.item()  # the uniform-target term is positive (>= log K minus entropy)
+    # The extra term, by hand: the same spliced outliers (same draws), their cross-entropy to the uniform target.
+    torch.manual_seed(1)
+    outliers = splice_digits(x, y, 8)
+    assert 0 < len(outliers) <= 8
+    with torch.no_grad():
+        both = model(torch.cat([x, outliers]))  # one pass, as the objective runs it
+        ce = torch.nn.functional.cross_entropy(both[:16], y)
+        to_uniform = -both[16:].log_softmax(1).mean(1).mean()
+    assert l_ce.item() == pytest.approx(ce.item(), rel=1e-5)
+    assert l_oe.item() == pytest.approx(ce.item() + 0.7 * to_uniform.item(), rel=1e-5)
+    assert to_uniform.item() >= math.log(4) - 1e-6  # cross-entropy to uniform is at least the uniform's entropy
     l_oe.backward()
     v, _ = obj(model.eval(), x, y)  # eval: plain cross-entropy, no outliers
     assert v.item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item(), rel=1e-5)
