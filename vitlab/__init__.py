@@ -1,53 +1,30 @@
 """vitlab: a Vision Transformer lab for MNIST.
 
-The small public API the notebooks and users build on.
+The few names a learner needs, importable from ``vitlab`` directly; everything else lives in its layer:
+``vitlab.data``, ``vitlab.models``, ``vitlab.training``, ``vitlab.analysis``, ``vitlab.methods``, ``vitlab.viz``
+and ``vitlab.course`` (see docs/architecture.md). ``import vitlab`` itself loads nothing heavy: each name
+imports its module when first used.
 """
 
-from .attention import attention_maps, attention_rollout, gradient_rollout
-from .checkpoint import CheckpointError, build_model, load_checkpoint, load_model, save_checkpoint
-from .cnn import CNNConfig, SmallCNN
-from .data import Augment, DataError, DataSplits, ImageSet, load_dataset, read_idx
-from .distill import (
-    DistillConfig,
-    DistilledViT,
-    DistilledViTConfig,
-    HardDistillation,
-    SoftDistillation,
-    TokenDistillation,
-    make_objective,
-)
-from .explorer import explore_attention
-from .features import compare_features, extract_features
-from .images import ImageError, load_digit, to_mnist_style
-from .model import (
-    PRESETS,
-    AttentionRecorder,
-    ViT,
-    ViTConfig,
-    count_parameters,
-    patchify,
-    unpatchify,
-    vit_micro_mnist,
-    vit_small_mnist,
-    vit_tiny_mnist,
-)
-from .mae import MAE, MAEConfig, MAEObjective, encoder_from_mae, random_masking
-from .pretrained import PretrainedError, load_backbone, load_pretrained, vit_from_timm
-from .runs import Run, default_runs_dir, train_or_load
-from .train import CrossEntropy, EvalResult, History, Objective, TrainConfig, Trainer, evaluate, set_seed
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Augment", "AttentionRecorder", "CheckpointError", "CNNConfig", "DataError", "DataSplits", "EvalResult",
-    "CrossEntropy", "History", "ImageError", "Objective", "ImageSet", "PRESETS", "Run", "SmallCNN", "TrainConfig", "Trainer", "ViT", "ViTConfig",
-    "build_model", "count_parameters", "default_runs_dir", "evaluate", "load_checkpoint", "load_dataset",
-    "load_digit", "load_model", "patchify", "read_idx", "save_checkpoint", "set_seed", "to_mnist_style",
-    "train_or_load", "unpatchify", "vit_micro_mnist", "vit_small_mnist", "vit_tiny_mnist",
-    "attention_maps", "attention_rollout", "gradient_rollout", "explore_attention",
-    "PretrainedError", "load_backbone", "load_pretrained", "vit_from_timm",
-    "compare_features", "extract_features",
-    "MAE", "MAEConfig", "MAEObjective", "encoder_from_mae", "random_masking",
-    "DistillConfig", "DistilledViT", "DistilledViTConfig", "HardDistillation", "SoftDistillation", "TokenDistillation",
-    "make_objective",
-]
+_WHERE = {
+    # data
+    "load_dataset": ".data.datasets", "ImageSet": ".data.imageset", "Augment": ".data.augment",
+    "DataError": ".data.idx",
+    # models
+    "ViTConfig": ".models.configs", "CNNConfig": ".models.configs", "PRESETS": ".models.configs",
+    "vit_micro_mnist": ".models.configs", "vit_tiny_mnist": ".models.configs", "vit_small_mnist": ".models.configs",
+    "ViT": ".models.vit", "SmallCNN": ".models.cnn", "count_parameters": ".models.vit",
+    # training
+    "TrainConfig": ".training.config", "Trainer": ".training.trainer", "train_or_load": ".training.runs",
+    "evaluate": ".training.evaluation", "predict_logits": ".training.inference",
+    "save_checkpoint": ".training.checkpoints", "load_model": ".training.checkpoints",
+    "CheckpointError": ".training.checkpoints",
+    # a user's own images
+    "read_digit": ".images",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -64,16 +64,17 @@ def _add(p, name: str, **kw):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS
-    from .model import PRESETS
-    from .recipes import RECIPES
+    from .data.info import DATASETS
+    from .models.configs import PRESETS
+    from .training.recipes import RECIPES
 
     parser = _Parser(prog="vitlab", description="vitlab: Vision Transformers on MNIST, from scratch.")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,download,lab}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write runs/<name>/", description="Train a ViT (or the CNN baseline).")
     _add(t, "recipe", default="default", choices=sorted(RECIPES),
-         help="training recipe: model preset + settings; flags below override it (default: %(default)s)")
+         help="training recipe: model preset + settings; flags below override it (default: %(default)s). "
+              + "; ".join(f"{r.name}: {r.about}" for r in RECIPES.values()))
     _add(t, "preset", choices=sorted(PRESETS), help="model preset (default: the recipe's)")
     _add(t, "model", default="vit", choices=["vit", "cnn"], help="vit, or the small CNN baseline")
     _add(t, "epochs", type=_positive_int, help="passes over the training set (default: the recipe's)")
@@ -139,12 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(a) -> int:
-    from .cnn import CNNConfig
     from .data import Augment, load_dataset
-    from .model import PRESETS
-    from .recipes import get_recipe
-    from .runs import default_runs_dir, train_or_load
-    from .train import evaluate, resolve_device
+    from .models.configs import PRESETS, CNNConfig
+    from .training.config import resolve_device
+    from .training.evaluation import evaluate
+    from .training.recipes import get_recipe
+    from .training.runs import default_runs_dir, train_or_load
 
     resolve_device(a.device)  # fail early on an unavailable device
     recipe = get_recipe(a.recipe)
@@ -166,7 +167,7 @@ def _train(a) -> int:
         return _fail("--train_only needs --init (a checkpoint to fine-tune)")
     if a.init:
         from .data import DATASETS
-        from .pretrained import load_backbone
+        from .methods.pretrained import backbone_from_checkpoint
 
         if a.model == "cnn":
             return _fail("--init takes a ViT checkpoint; it cannot start --model cnn")
@@ -174,7 +175,7 @@ def _train(a) -> int:
                             "pool") if getattr(a, f) is not None]
         if arch:
             return _fail(f"--{arch[0]} cannot be combined with --init: the architecture comes from the checkpoint")
-        init = load_backbone(a.init, num_classes=len(DATASETS[a.dataset].classes))
+        init = backbone_from_checkpoint(a.init, num_classes=len(DATASETS[a.dataset].classes))
         mcfg = replace(init.cfg, **({"dropout": a.dropout} if a.dropout is not None else {}))
     tc = {k: v for k, v in dict(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate, weight_decay=a.weight_decay,
@@ -214,10 +215,10 @@ def _resume_hint(ckpt: Path) -> str:
     """One line on how to go on after Ctrl-C: the same command with --resume (no --overwrite)."""
     import shlex
 
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .training.checkpoints import CheckpointError, read_checkpoint
 
     try:
-        epoch = load_checkpoint(ckpt)["epoch"]
+        epoch = read_checkpoint(ckpt)["epoch"]
     except CheckpointError:
         return "no epoch had finished, so nothing was saved; run the same command again to start over"
     args = [x for x in (_ARGV if _ARGV is not None else sys.argv[1:]) if x not in ("--resume", "--overwrite")]
@@ -234,7 +235,7 @@ def _write_report(out: Path, model, history, result, test_set) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_confusion_matrix, plot_history, plot_misclassified
+    from .viz.plots import plot_confusion_matrix, plot_history, plot_misclassified
 
     out.mkdir(parents=True, exist_ok=True)
     classes = list(test_set.info.classes)
@@ -290,8 +291,9 @@ def _evaluation_set(ckpt: dict, path: str, split_name: str):
 
 
 def _evaluate(a) -> int:
-    from .checkpoint import load_classifier
-    from .train import evaluate, resolve_device
+    from .training.checkpoints import load_classifier
+    from .training.config import resolve_device
+    from .training.evaluation import evaluate
 
     device = resolve_device(a.device)
     model, ckpt = load_classifier(a.checkpoint, map_location=device)
@@ -308,8 +310,8 @@ def _evaluate(a) -> int:
 def _predict(a) -> int:
     import torch
 
-    from .checkpoint import load_classifier
-    from .images import ImageError, load_digit
+    from .images import ImageError, read_digit
+    from .training.checkpoints import load_classifier
 
     model, ckpt = load_classifier(a.checkpoint)
     mean, std = ckpt.get("normalization") or (0.0, 1.0)
@@ -319,7 +321,7 @@ def _predict(a) -> int:
     failed = 0
     for path in a.images:  # one at a time, so a bad file costs only its own line
         try:
-            x = load_digit(path, size=size)[None, None]  # (1, 1, H, W) in [0, 1]
+            x = read_digit(path, size=size)[None, None]  # (1, 1, H, W) in [0, 1]
         except (ImageError, OSError) as e:
             failed += 1
             print(f"vitlab: error: {str(e).splitlines()[0]}", file=sys.stderr)
@@ -379,9 +381,9 @@ def main(argv=None) -> int:
     if a.command is None:
         parser.print_help()
         return EXIT_USAGE
-    from .checkpoint import CheckpointError
     from .data import DataError
     from .images import ImageError
+    from .training.checkpoints import CheckpointError
 
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}[a.command](a)

@@ -1,8 +1,10 @@
-"""What every config dataclass shares: a plain-dict form for checkpoints, and a strict way back."""
+"""What every config dataclass shares: a plain-dict form for checkpoints, a strict way back, and one way to say
+how two configs differ."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
+from typing import Iterable, Optional
 
 
 class DictConfig:
@@ -17,3 +19,21 @@ class DictConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
         return cls(**d)
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Each field's default value (fields without a plain default are left out)."""
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def config_diff(saved: dict, now: dict, keys: Optional[Iterable[str]] = None, defaults: Optional[dict] = None,
+                label: str = "now") -> str:
+    """'dim: checkpoint 64, now 128; depth: ...' for the keys whose values differ ('' if none).
+
+    `keys` limits the comparison (default: every key of either); `defaults` stand in for keys `saved` predates
+    (a checkpoint written before a config field existed holds that field's default).
+    """
+    saved = {**{k: v for k, v in (defaults or {}).items() if k not in saved and k in now}, **saved}
+    keys = sorted(set(saved) | set(now)) if keys is None else list(keys)
+    return "; ".join(f"{k}: checkpoint {saved.get(k)!r}, {label} {now.get(k)!r}"
+                     for k in keys if saved.get(k) != now.get(k))

@@ -59,7 +59,7 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray
     return np.roll(np.roll(out, dy, axis=0), dx, axis=1)
 
 
-def load_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:
+def read_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:
     """Read a PNG/JPEG/... file of any size as an MNIST-style (size, size) float tensor in [0, 1]."""
     from PIL import Image, UnidentifiedImageError
 

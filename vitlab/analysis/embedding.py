@@ -1,9 +1,4 @@
-"""Learned features and how well they cluster: extraction, UMAP maps, and the numbers behind them (notebook 08).
-
-Any model with `forward_features` and `forward_head(pre_logits=True)` (every
-vitlab ViT, the CNN, a fine-tuned model from any checkpoint) gives its
-pre-logit features; raw pixels are the baseline.
-"""
+"""How well features cluster: UMAP maps, k-NN accuracy, silhouette and trustworthiness, side by side."""
 
 from __future__ import annotations
 
@@ -12,44 +7,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 
-from .data import ImageSet
-
-
-FEATURE_LAYERS = ("pre_logits", "pooled")
-
-
-@torch.no_grad()
-def extract_features(model, data: ImageSet, batch_size: int = 1000, layer: str = "pre_logits") -> np.ndarray:
-    """(N, D) features of every image.
-
-    layer "pre_logits": what the classifier reads, `forward_head(..., pre_logits=True)` (for a ViT the CLS token after
-    the final LayerNorm; for the CNN the output of its hidden fully connected layer). "pooled": `forward_pool`, the
-    pooled output of the backbone before any head layer (the same as pre_logits for a ViT; for the CNN its
-    globally average-pooled convolutional features).
-    """
-    if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
-        raise TypeError("extract_features needs a model with forward_features and forward_head(pre_logits=...)")
-    if layer not in FEATURE_LAYERS:
-        raise ValueError(f"layer must be one of {FEATURE_LAYERS}, got {layer!r}")
-    if layer == "pooled" and not callable(getattr(model, "forward_pool", None)):
-        raise TypeError(f"layer 'pooled' needs a model with forward_pool; {type(model).__name__} has none")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for x, _ in data.batches(batch_size):
-        f = model.forward_features(x.to(device))
-        f = model.forward_pool(f) if layer == "pooled" else model.forward_head(f, pre_logits=True)  # (B, D)
-        out.append(f.float().cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-def pixel_features(data: ImageSet) -> np.ndarray:
-    """(N, H*W) raw pixels scaled to [0, 1]: the baseline every learned feature should beat."""
-    return (data.images.reshape(len(data), -1).float() / 255.0).numpy()
+from ..data import ImageSet
+from .features import features_of
 
 
 @dataclass
@@ -91,33 +51,6 @@ def cluster_metrics(features: np.ndarray, labels, coords: Optional[np.ndarray] =
     if coords is not None:
         out["trustworthiness"] = float(trustworthiness(features[idx], coords[idx], n_neighbors=k_trust))
     return out
-
-
-# --------------------------------------------------------------------------- comparing feature sources (notebook 08)
-
-
-def feature_model(source) -> torch.nn.Module:
-    """The feature extractor behind `source`: a model with forward_features/forward_head, a model that wraps one as
-    `.encoder` (vitlab's MAE), or the path of any vitlab checkpoint holding either."""
-    import os
-
-    if isinstance(source, (str, os.PathLike)):
-        from .checkpoint import load_model
-
-        source, _ = load_model(source)
-    if not (hasattr(source, "forward_features") and hasattr(source, "forward_head")):
-        encoder = getattr(source, "encoder", None)
-        if encoder is None or not hasattr(encoder, "forward_features"):
-            raise TypeError(f"{type(source).__name__} has no forward_features/forward_head and no ViT encoder")
-        source = encoder
-    return source.eval()
-
-
-def features_of(source, data: ImageSet) -> np.ndarray:
-    """(N, D) features of `data` from `source`: "pixels", a model, an MAE, or a checkpoint path (see feature_model)."""
-    if isinstance(source, str) and source == "pixels":
-        return pixel_features(data)
-    return extract_features(feature_model(source), data)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """An interactive attention explorer for JupyterLab, built with ipywidgets.
 
-    from vitlab.explorer import explore_attention
+    from vitlab.viz.explorer import explore_attention
     explore_attention(model, data.test)          # one call; the last line of a cell shows it
 
 Controls: the image (by position in the test set, or among the misclassified
@@ -30,8 +30,16 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .attention import HEAD_FUSIONS, attention_maps, attention_rollout, fuse_heads, gradient_rollout, token_map
-from .data import ImageSet
+from ..analysis.attention import (
+    HEAD_FUSIONS,
+    attention_maps,
+    attention_rollout,
+    fuse_heads,
+    gradient_rollout,
+    token_map,
+)
+from ..data import ImageSet
+from ..training.inference import predict_logits
 
 MODES = ("raw", "rollout", "gradient")
 
@@ -71,11 +79,10 @@ class AttentionExplorer:
         self.data = data
         self.cfg = model.cfg
         self.grid = self.cfg.grid_size
+        self.prefix = getattr(model, "num_prefix_tokens", 1)  # CLS (and DeiT's distillation token) before the patches
         self.classes = list(classes or data.info.classes)
         self.device = next(model.parameters()).device
         if predictions is None:
-            from .train import predict_logits
-
             predictions = predict_logits(model, data).argmax(1)
         self.predictions = torch.as_tensor(predictions).cpu()
         if len(self.predictions) != len(data):
@@ -108,7 +115,7 @@ class AttentionExplorer:
     @property
     def query_token(self) -> int:
         q = self.state.query
-        return 0 if q is None else 1 + q[0] * self.grid + q[1]
+        return 0 if q is None else self.prefix + q[0] * self.grid + q[1]
 
     def _compute(self) -> None:
         s = self.state
@@ -126,7 +133,7 @@ class AttentionExplorer:
         else:
             rows = gradient_rollout(attn, r.grads.float().cpu(), upto=s.layer + 1, head_fusion=s.head)[0, q]
             self.cls_share = float("nan")
-        self.current_map = token_map(rows, self.grid)  # (g, g)
+        self.current_map = token_map(rows, self.grid, num_prefix_tokens=self.prefix)  # (g, g)
         self.current_probs = r.probs[0].float().cpu()
         self.explained = int(r.target[0]) if r.target is not None else int(self.current_probs.argmax())
 

@@ -8,7 +8,6 @@ accepted, so a checkpoint cannot run code when loaded.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import tempfile
@@ -19,64 +18,16 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from .cnn import CNNConfig, SmallCNN
-from .model import ViT, ViTConfig
+from ..config import config_diff
+from ..data import DATASETS
+from ..models.registry import ABOUT, CLASSIFIERS, MODEL_TYPES, build_model, model_type_of
 
 FORMAT = "vitlab-checkpoint"
 VERSION = 1
 
-# model type name -> (config class, model class); other modules add theirs with register_model_type
-MODEL_TYPES = {"vit": (ViTConfig, ViT), "cnn": (CNNConfig, SmallCNN)}
-# model types defined in modules that import this one: imported when a checkpoint of that type is met
-_MODULE_OF_TYPE = {"mae": "vitlab.mae", "deit": "vitlab.distill"}
-# what each model type is, for messages; the classifiers are the types `evaluate` and `predict` accept
-ABOUT = {"vit": "a ViT classifier", "cnn": "a CNN classifier", "deit": "a distilled ViT classifier (DeiT)",
-         "mae": "an MAE (a masked autoencoder: it reconstructs pixels and has no trained classifier)"}
-CLASSIFIERS = ("vit", "cnn", "deit")
-
-
-def _ensure_registered(model_type: str) -> None:
-    if model_type not in MODEL_TYPES and model_type in _MODULE_OF_TYPE:
-        import importlib
-
-        importlib.import_module(_MODULE_OF_TYPE[model_type])
-
-
-def register_model_type(name: str, config_cls: type, model_cls: type) -> None:
-    """Make a model class checkpointable under `name` (e.g. "mae" from vitlab.mae)."""
-    if name in MODEL_TYPES and MODEL_TYPES[name] != (config_cls, model_cls):
-        raise ValueError(f"model type {name!r} is already registered for {MODEL_TYPES[name][1].__name__}")
-    MODEL_TYPES[name] = (config_cls, model_cls)
-
-
-def model_type_for_config(config) -> str:
-    """The registered model type whose config class `config` is an instance of."""
-    for name, (cfg_cls, _) in MODEL_TYPES.items():
-        if type(config) is cfg_cls:
-            return name
-    raise CheckpointError(f"no model type takes a {type(config).__name__}; known: {sorted(MODEL_TYPES)}")
-
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, unsafe, or does not fit the model."""
-
-
-def model_type_of(model: nn.Module) -> str:
-    for name, (_, cls) in MODEL_TYPES.items():
-        if type(model) is cls:
-            return name
-    raise CheckpointError(f"cannot checkpoint a {type(model).__name__}: known model types are {sorted(MODEL_TYPES)}")
-
-
-def build_model(model_type: str, config: dict | Any) -> nn.Module:
-    """Build a model from its type name and its config (a dataclass or a dict)."""
-    _ensure_registered(model_type)
-    if model_type not in MODEL_TYPES:
-        raise CheckpointError(f"unknown model type {model_type!r} (written by a newer vitlab?); "
-                              f"known: {sorted(set(MODEL_TYPES) | set(_MODULE_OF_TYPE))}")
-    cfg_cls, model_cls = MODEL_TYPES[model_type]
-    cfg = config if isinstance(config, cfg_cls) else cfg_cls.from_dict(dict(config))
-    return model_cls(cfg)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -136,7 +87,7 @@ def save_checkpoint(
     atomic_save(ckpt, path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load and validate a checkpoint file; never unpickles arbitrary objects."""
     path = Path(path)
     if not path.is_file():
@@ -168,13 +119,8 @@ def config_mismatch(saved: dict, current: dict, model_type: Optional[str] = None
 
     With `model_type`, fields a checkpoint predates (added to the config later) count as their defaults.
     """
-    if model_type in MODEL_TYPES:
-        cfg_cls = MODEL_TYPES[model_type][0]
-        known = {f.name: f.default for f in dataclasses.fields(cfg_cls)}
-        saved = {**{k: v for k, v in known.items() if k not in saved and k in current}, **saved}
-    keys = sorted(set(saved) | set(current))
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, model {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
-    return "; ".join(diffs)
+    defaults = MODEL_TYPES[model_type][0].defaults() if model_type in MODEL_TYPES else None
+    return config_diff(saved, current, defaults=defaults, label="model")
 
 
 def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkpoint") -> None:
@@ -194,6 +140,9 @@ def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkp
 def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
                           map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model a loaded checkpoint dict was saved from, with its weights, in eval mode."""
+    if ckpt["model_type"] not in MODEL_TYPES:
+        raise CheckpointError(f"{path}: unknown model type {ckpt['model_type']!r} (written by a newer vitlab?); "
+                              f"known: {sorted(MODEL_TYPES)}")
     try:
         model = build_model(ckpt["model_type"], ckpt["model_config"])
     except (TypeError, ValueError) as e:
@@ -204,7 +153,7 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint was saved from and load its weights: (model in eval mode, ckpt)."""
-    ckpt = load_checkpoint(path, map_location)
+    ckpt = read_checkpoint(path, map_location)
     return model_from_checkpoint(ckpt, path, map_location), ckpt
 
 
@@ -214,23 +163,17 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
     The checkpoint's `classes` are checked against the model's outputs; one written before they were
     recorded gets the dataset's class names when they fit, else "0".."K-1".
     """
-    ckpt = load_checkpoint(path, map_location)
+    ckpt = read_checkpoint(path, map_location)
     kind = ckpt["model_type"]
+    model = model_from_checkpoint(ckpt, path, map_location)  # refuses an unknown kind
     if kind not in CLASSIFIERS:
-        if kind not in ABOUT:
-            raise CheckpointError(f"{path}: unknown model type {kind!r} (written by a newer vitlab?); "
-                                  f"known: {sorted(ABOUT)}")
-        what = ABOUT[kind]
         hint = (f"; fine-tune its encoder into one: vitlab train --init {path}" if kind == "mae" else "")
-        raise CheckpointError(f"{path}: holds {what}, not a classifier{hint}")
-    model = model_from_checkpoint(ckpt, path, map_location)
+        raise CheckpointError(f"{path}: holds {ABOUT[kind]}, not a classifier{hint}")
     k = model.cfg.num_classes
     classes = ckpt.get("classes")
     if classes is not None and len(classes) != k:
         raise CheckpointError(f"{path}: records {len(classes)} class names for a model with {k} outputs")
     if classes is None:
-        from .data import DATASETS
-
         names = DATASETS[ckpt["dataset"]].classes if ckpt.get("dataset") in DATASETS else ()
         ckpt["classes"] = list(names) if len(names) == k else [str(i) for i in range(k)]
     return model, ckpt

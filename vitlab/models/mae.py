@@ -1,4 +1,4 @@
-"""Masked autoencoder (MAE) self-supervised pre-training for vitlab's ViT (notebook 09).
+"""Masked autoencoder (MAE) self-supervised pre-training for vitlab's ViT.
 
 He et al. (2022), "Masked Autoencoders Are Scalable Vision Learners", in the style of the
 official code (facebookresearch/mae, ``models_mae.py``):
@@ -26,22 +26,19 @@ P patch size, D encoder width, Dd decoder width.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, load_model, register_model_type
-from .config import DictConfig
-from .model import Block, ViT, ViTConfig, patchify, sincos_pos_embed_2d, unpatchify, vit_tiny_mnist
-from .train import Objective
+from ..config import DictConfig
+from .configs import ViTConfig, vit_tiny_mnist
+from .vit import Block, ViT, patchify, sincos_pos_embed_2d, unpatchify
 
 
 def _default_encoder() -> ViTConfig:
-    # Notebook 03's model with fixed sin-cos positions, as the official MAE: the decoder must know where a
+    # The default recipe's model with fixed sin-cos positions, as the official MAE: the decoder must know where a
     # missing patch is from the first step on, and learned positions would have to be discovered first.
     return vit_tiny_mnist(pos_embed="sincos")
 
@@ -242,146 +239,3 @@ class MAE(nn.Module):
             "mask": mask,
             "loss": float(loss),
         }
-
-
-register_model_type("mae", MAEConfig, MAE)
-
-
-# --------------------------------------------------------------------------- training and taking the encoder out
-
-
-class MAEObjective(Objective):
-    """Pre-train an `MAE` with the ordinary Trainer: loss = MAE reconstruction loss, no logits (labels unused).
-
-    `mask_ratio=None` uses the model's own `cfg.mask_ratio`.
-    """
-
-    def __init__(self, mask_ratio: Optional[float] = None):
-        if mask_ratio is not None:
-            check_mask_ratio(mask_ratio)
-        self.mask_ratio = mask_ratio
-
-    def __call__(self, model, x, y):
-        if not isinstance(model, MAE):
-            raise TypeError(f"MAEObjective trains an MAE, got a {type(model).__name__}")
-        loss, _, _ = model(x, self.mask_ratio)
-        return loss, None
-
-    def to_dict(self) -> dict:
-        return {"name": "MAEObjective", "mask_ratio": self.mask_ratio}
-
-
-def encoder_from_mae(source, num_classes: Optional[int] = None, pool: Optional[str] = None) -> ViT:
-    """The MAE's encoder as a stand-alone classifier `ViT` (eval mode), ready for `train_or_load(init=...)`.
-
-    `source` is an `MAE`, or the path of an MAE checkpoint (a run's ``checkpoint.pt``). Every encoder weight is
-    copied; the classification head is freshly initialised when `num_classes` is given (MAE never trains it),
-    otherwise copied as it is. `pool` ("cls" / "mean") overrides how the head reads the tokens.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        model, ckpt = load_model(source)
-        if not isinstance(model, MAE):
-            raise CheckpointError(f"{source}: holds a {ckpt['model_type']!r} model, not an 'mae' one")
-    elif isinstance(source, MAE):
-        model = source
-    else:
-        raise TypeError(f"encoder_from_mae takes an MAE or the path of an MAE checkpoint, got {type(source).__name__}")
-    enc = model.encoder
-    changes = {}
-    if num_classes is not None:
-        changes["num_classes"] = num_classes
-    if pool is not None:
-        changes["pool"] = pool
-    cfg = dataclasses.replace(enc.cfg, **changes)
-    vit = ViT(cfg)
-    state = {k: v for k, v in enc.state_dict().items() if not (num_classes is not None and k.startswith("head."))}
-    missing, unexpected = vit.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
-    return vit.to(next(enc.parameters()).device).eval()
-
-
-# --------------------------------------------------------------------------- frozen features and probes
-
-
-FEATURE_KINDS = ("cls", "mean", "cls+mean", "patches")
-
-
-@torch.no_grad()
-def encoder_features(encoder: ViT, data, kind="cls+mean", batch_size: int = 1000):
-    """Frozen features of every image of `data` (an ImageSet), unmasked: (N_images, F).
-
-    kind "cls": the CLS token after the final norm (D); "mean": the mean of the patch tokens (D);
-    "cls+mean": both side by side (2D); "patches": every patch token, flattened in patch order (N*D), which keeps
-    *where* each feature is. MAE never trains CLS for any task, so the patch tokens carry most of it.
-    A tuple of kinds returns a dict kind -> features from one pass over the data.
-    """
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    bad = [k for k in kinds if k not in FEATURE_KINDS]
-    if bad:
-        raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {bad}")
-    was = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = {k: [] for k in kinds}
-    for x, _ in data.batches(batch_size):
-        t = encoder.forward_features(x.to(device))  # (B, 1 + N, D)
-        cls, patches = t[:, 0], t[:, encoder.num_prefix_tokens:]  # (B, D), (B, N, D)
-        feats = {"cls": lambda: cls, "mean": lambda: patches.mean(dim=1),
-                 "cls+mean": lambda: torch.cat([cls, patches.mean(dim=1)], dim=1), "patches": lambda: patches.flatten(1)}
-        for k in kinds:
-            out[k].append(feats[k]().float().cpu())
-    encoder.train(was)
-    res = {k: torch.cat(v).numpy() for k, v in out.items()}
-    return res[kind] if isinstance(kind, str) else res
-
-
-def linear_probe(train_features, train_labels, test_features, test_labels, epochs: int = 100, lr: float = 1e-2,
-                 weight_decay: float = 1e-4, batch_size: int = 1024, seed: int = 0) -> dict:
-    """Multinomial logistic regression on frozen features (standardised with the training statistics).
-
-    One linear layer trained with AdamW and cross-entropy on mini-batches (fast, full control of the seed);
-    returns {"train_acc", "test_acc", "seconds"}.
-    """
-    import time
-
-    t0 = time.perf_counter()
-    g = torch.Generator().manual_seed(seed)
-    Xtr, Xte = torch.as_tensor(np.asarray(train_features), dtype=torch.float32), torch.as_tensor(np.asarray(test_features), dtype=torch.float32)
-    ytr, yte = torch.as_tensor(np.asarray(train_labels)).long(), torch.as_tensor(np.asarray(test_labels)).long()
-    mu, sd = Xtr.mean(0), Xtr.std(0).clamp_min(1e-6)
-    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
-    classes = int(max(ytr.max(), yte.max())) + 1
-    torch.manual_seed(seed)
-    layer = nn.Linear(Xtr.shape[1], classes)
-    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * ((len(Xtr) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xtr), generator=g)
-        for i in range(0, len(Xtr), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = nn.functional.cross_entropy(layer(Xtr[idx]), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    with torch.no_grad():
-        tr = float((layer(Xtr).argmax(1) == ytr).float().mean())
-        te = float((layer(Xte).argmax(1) == yte).float().mean())
-    return {"train_acc": tr, "test_acc": te, "seconds": time.perf_counter() - t0}
-
-
-@torch.no_grad()
-def reconstruction_loss(mae: MAE, data, mask_ratio: float, batch_size: int = 1000, seed: int = 0) -> float:
-    """Mean masked-patch MSE of `mae` on `data` (an ImageSet) at `mask_ratio`, with seeded masks."""
-    was = mae.training
-    mae.eval()
-    g = torch.Generator().manual_seed(seed)
-    device = next(mae.parameters()).device
-    total, n = 0.0, 0
-    for x, _ in data.batches(batch_size):
-        loss, _, _ = mae(x.to(device), mask_ratio, generator=g if device.type == "cpu" else None)
-        total += float(loss) * len(x)
-        n += len(x)
-    mae.train(was)
-    return total / n

@@ -25,6 +25,7 @@ class AttentionResult:
     attn: torch.Tensor  # (B, L, h, T, T): row q is where query token q looks
     grads: Optional[torch.Tensor] = None  # (B, L, h, T, T): d logit[target] / d attn, when asked for
     target: Optional[torch.Tensor] = None  # (B,) the class whose logit was differentiated
+    num_prefix_tokens: int = 1  # tokens before the patches (CLS; DeiT adds its distillation token)
 
     @property
     def probs(self) -> torch.Tensor:
@@ -38,13 +39,14 @@ def attention_maps(model, x: torch.Tensor, with_grads: bool = False, target=None
     the predicted class) with respect to each attention matrix, for gradient-weighted maps.
     """
     was_training = model.training
+    prefix = getattr(model, "num_prefix_tokens", 1)
     model.eval()
     try:
         if not with_grads:
             with torch.no_grad():
                 tokens, attns = model.forward_features(x, return_attn=True)
                 logits = model.forward_head(tokens)
-            return AttentionResult(logits, torch.stack(attns, dim=1))
+            return AttentionResult(logits, torch.stack(attns, dim=1), num_prefix_tokens=prefix)
         with torch.enable_grad():
             tokens, attns = model.forward_features(x, return_attn=True)
             for a in attns:
@@ -59,7 +61,8 @@ def attention_maps(model, x: torch.Tensor, with_grads: bool = False, target=None
             logits.gather(1, tgt[:, None]).sum().backward()
             grads = torch.stack([a.grad for a in attns], dim=1)
         model.zero_grad(set_to_none=True)
-        return AttentionResult(logits.detach(), torch.stack([a.detach() for a in attns], dim=1), grads.detach(), tgt)
+        return AttentionResult(logits.detach(), torch.stack([a.detach() for a in attns], dim=1), grads.detach(), tgt,
+                               prefix)
     finally:
         model.train(was_training)
 
@@ -87,7 +90,7 @@ def attention_rollout(
 
     attn: (B, L, h, T, T). Per layer the heads are fused (mean / max / min, or one head
     by index), the weakest `discard_ratio`
-    of the weights are zeroed (never those to the CLS token), the residual path is
+    of the weights are zeroed (never those to the first token, CLS), the residual path is
     added as an identity, rows are renormalised, and the layers are multiplied:
     R = A_l ... A_1. `upto` keeps only the first `upto` layers. Returns (B, T, T).
     """
@@ -138,20 +141,20 @@ def gradient_rollout(
     return R
 
 
-def gradient_weighted(attn: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """One layer's gradient x attention, per head: max(grad * attn, 0). (..., h, T, T) -> same shape."""
-    return (grads * attn).clamp(min=0)
+def _patch_start(num_tokens: int, grid_size: int, num_prefix_tokens: int) -> int:
+    """Where the g * g patch tokens start, after the model's prefix tokens (CLS, DeiT's distillation token)."""
+    if num_tokens != num_prefix_tokens + grid_size * grid_size:
+        raise ValueError(f"expected {num_prefix_tokens} prefix + {grid_size * grid_size} patch tokens, got {num_tokens}")
+    return num_prefix_tokens
 
 
-def token_map(rows: torch.Tensor, grid_size: int, normalize: bool = False) -> torch.Tensor:
-    """Attention rows over all T tokens (..., T) -> the patch part as (..., g, g); CLS is dropped.
+def token_map(rows: torch.Tensor, grid_size: int, normalize: bool = False, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Attention rows over all T tokens (..., T) -> the patch part as (..., g, g); the prefix tokens are dropped.
 
     With normalize=True the patch weights are rescaled to sum to 1 (so maps of
-    different layers compare on the same footing).
+    different layers compare on the same footing). `num_prefix_tokens` is the model's (`AttentionResult` has it).
     """
-    patches = rows[..., 1:]
-    if patches.shape[-1] != grid_size * grid_size:
-        raise ValueError(f"expected {grid_size * grid_size} patch tokens, got {patches.shape[-1]}")
+    patches = rows[..., _patch_start(rows.shape[-1], grid_size, num_prefix_tokens):]
     if normalize:
         patches = patches / patches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     return patches.reshape(*patches.shape[:-1], grid_size, grid_size)
@@ -174,19 +177,21 @@ def patch_distances(grid_size: int, patch_size: int) -> torch.Tensor:
     return torch.cdist(pos, pos)
 
 
-def mean_attention_distance(attn: torch.Tensor, grid_size: int, patch_size: int) -> torch.Tensor:
+def mean_attention_distance(attn: torch.Tensor, grid_size: int, patch_size: int,
+                            num_prefix_tokens: int = 1) -> torch.Tensor:
     """The ViT paper's "attention distance": per layer and head, the average pixel distance between a
     patch query and the patches it attends to, weighted by attention. (B, L, h, T, T) -> (L, h).
 
-    Only patch-to-patch weights count (CLS excluded), renormalised per query; averaged over
+    Only patch-to-patch weights count (prefix tokens excluded), renormalised per query; averaged over
     queries and images. Small = local, like a convolution; large = global.
     """
-    a = attn[..., 1:, 1:]  # (B, L, h, N, N)
+    p = _patch_start(attn.shape[-1], grid_size, num_prefix_tokens)
+    a = attn[..., p:, p:]  # (B, L, h, N, N)
     a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     d = patch_distances(grid_size, patch_size).to(a)  # (N, N)
     return (a * d).sum(dim=-1).mean(dim=(0, 3))  # (L, h)
 
 
-def cls_attention(attn: torch.Tensor, grid_size: int) -> torch.Tensor:
+def cls_attention(attn: torch.Tensor, grid_size: int, num_prefix_tokens: int = 1) -> torch.Tensor:
     """What the CLS token looks at in each layer and head: (B, L, h, T, T) -> (B, L, h, g, g)."""
-    return token_map(attn[..., 0, :], grid_size)
+    return token_map(attn[..., 0, :], grid_size, num_prefix_tokens=num_prefix_tokens)

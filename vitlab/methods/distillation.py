@@ -1,6 +1,6 @@
 """Knowledge distillation: a small student learns from a trained teacher as well as from the labels.
 
-Three ways of learning from the teacher, all as training `Objective`s (see `vitlab.train`):
+Three ways of learning from the teacher, all as training `Objective`s (see `vitlab.training.objectives`):
 
 - **soft** (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"): match the
   teacher's probabilities softened by a temperature T,
@@ -13,7 +13,7 @@ Three ways of learning from the teacher, all as training `Objective`s (see `vitl
   decision as a second label, L = (1 - alpha) * CE(s, y) + alpha * CE(s, argmax t). No temperature to tune,
   and the teacher's label follows the augmented image (a crop that lost the digit's tail gets the label of
   what is left), which a fixed dataset label cannot.
-- **token** (DeiT's distillation token): a `DistilledViT` carries a second learned token beside CLS, with
+- **token** (DeiT's distillation token): a `DeiT` carries a second learned token beside CLS, with
   its own head. The CLS head learns from the labels, the distillation head from the teacher (hard or soft);
   both tokens attend to the same patches through the same blocks. At inference the two heads' logits are
   averaged.
@@ -22,12 +22,13 @@ Every objective's labels term skips images labelled `UNLABELLED` (see `vitlab.da
 the teacher's term covers all of them: so the student can learn on a *transfer set* (Hinton et al.: it "could
 consist entirely of unlabeled data") of many images of which only some carry labels.
 
-Shapes: B = batch, K = classes, D = width, N = patches; a DistilledViT's tokens are (B, 2 + N, D):
+Shapes: B = batch, K = classes, D = width, N = patches; a DeiT's tokens are (B, 2 + N, D):
 [CLS, DIST, patches].
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import weakref
 from dataclasses import dataclass
@@ -37,15 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import register_model_type
-from .config import DictConfig
-from .model import ViT, ViTConfig
-from .train import Objective, labelled_cross_entropy
+from ..config import DictConfig
+from ..training.objectives import Objective, labelled_cross_entropy
 
 DISTILL_KINDS = ("soft", "hard", "token")
-
-
-# --------------------------------------------------------------------------- the losses, as plain functions
 
 
 def soft_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -63,86 +59,6 @@ def soft_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.T
 def hard_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy to the teacher's decision: CE(s, argmax t): (B, K), (B, K) -> scalar."""
     return F.cross_entropy(student_logits, teacher_logits.argmax(dim=1))
-
-
-# --------------------------------------------------------------------------- DeiT's distilled ViT
-
-
-@dataclass
-class DistilledViTConfig(ViTConfig):
-    """A ViTConfig for `DistilledViT`; the same fields, its own type so checkpoints know which model to build."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.pool != "cls":
-            # The two heads read their own tokens; mean pooling would give both heads the same input.
-            raise ValueError(f"DistilledViT reads the CLS and distillation tokens, so pool must be 'cls', got {self.pool!r}")
-
-
-class DistilledViT(ViT):
-    """DeiT's ViT with a distillation token (Touvron et al. 2021, section 4).
-
-    Tokens entering the blocks: [CLS, DIST, patch_1 .. patch_N] + positions, (B, 2 + N, D).
-    `forward_heads(tokens)` -> (cls_logits, dist_logits), each (B, K): the CLS head is trained on the
-    labels, the distillation head on the teacher. `forward(x)` averages them, which is how DeiT predicts.
-    """
-
-    num_prefix_tokens = 2  # CLS and DIST before the patches
-
-    def __init__(self, cfg: DistilledViTConfig):
-        if not isinstance(cfg, DistilledViTConfig):
-            cfg = DistilledViTConfig(**cfg.to_dict())
-        super().__init__(cfg)
-        self.dist_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))  # (1, 1, D)
-        # Its own position, next to the base class's (1, 1 + N, D) table, which stays untouched so that the
-        # inherited `embed_patches` and `cls_tokens` keep working. Fixed sin-cos tables give CLS a zero
-        # position; the distillation token gets none either.
-        self.dist_pos_embed = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pos_embed == "learned" else None
-        self.head_dist = nn.Linear(cfg.dim, cfg.num_classes)
-        nn.init.trunc_normal_(self.dist_token, std=0.02)
-        if self.dist_pos_embed is not None:
-            nn.init.trunc_normal_(self.dist_pos_embed, std=0.02)
-        self._init_weights(self.head_dist)
-
-    def no_weight_decay(self) -> set:
-        return super().no_weight_decay() | {"dist_token", "dist_pos_embed"}
-
-    def dist_tokens(self, batch_size: int) -> torch.Tensor:
-        """The distillation token with its position, once per image: (B, 1, D)."""
-        tok = self.dist_token if self.dist_pos_embed is None else self.dist_token + self.dist_pos_embed
-        return tok.expand(batch_size, -1, -1)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 2 + N, D): [CLS, DIST, patches], each with its position."""
-        patches = self.embed_patches(x)  # (B, N, D)
-        B = patches.shape[0]
-        return self.pos_drop(torch.cat([self.cls_tokens(B), self.dist_tokens(B), patches], dim=1))
-
-    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final-normed tokens (B, 2 + N, D) -> (CLS head logits, distillation head logits), each (B, K)."""
-        return self.head(x[:, 0]), self.head_dist(x[:, 1])
-
-    def forward_pool(self, x: torch.Tensor) -> torch.Tensor:
-        """The mean of the CLS and distillation tokens, as timm does: (B, 2 + N, D) -> (B, D)."""
-        return (x[:, 0] + x[:, 1]) / 2
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """The mean of the two heads' logits (B, K); with pre_logits, the pooled tokens (B, D)."""
-        if pre_logits:
-            return self.forward_pool(x)
-        cls_logits, dist_logits = self.forward_heads(x)
-        return (cls_logits + dist_logits) / 2
-
-
-register_model_type("deit", DistilledViTConfig, DistilledViT)
-
-
-def distilled_config(cfg: ViTConfig) -> DistilledViTConfig:
-    """The DistilledViT twin of a ViT config: same fields, DistilledViTConfig type."""
-    return DistilledViTConfig(**cfg.to_dict())
-
-
-# --------------------------------------------------------------------------- objectives
 
 
 @dataclass
@@ -198,8 +114,6 @@ class Distillation(Objective):
             raise TypeError(f"teacher must be a torch.nn.Module, got {type(teacher).__name__}")
         cfg = config if config is not None else DistillConfig(kind=self.kind, **overrides)
         if config is not None and overrides:
-            import dataclasses
-
             cfg = dataclasses.replace(cfg, **overrides)
         if cfg.kind != self.kind:
             raise ValueError(f"{type(self).__name__} needs DistillConfig(kind={self.kind!r}), got kind={cfg.kind!r}")
@@ -252,8 +166,8 @@ class Distillation(Objective):
         """The labels' cross-entropy, summed over the labelled images and divided by the whole batch size.
 
         On a transfer set most images are unlabelled. Averaged over the labelled ones alone, the few labelled
-        images of each batch would weigh as much as all the teacher's answers, and the student would overfit them
-        (notebook 10: 250 / 293 test errors with hard / soft targets, against 156 / 176 this way). With every image
+        images of each batch would weigh as much as all the teacher's answers, and the student would overfit them.
+        With every image
         in the mean, a labelled image gets (1 - alpha) CE + alpha teacher and an unlabelled one alpha teacher. A
         fully labelled batch gives exactly the mean cross-entropy.
         """
@@ -303,7 +217,7 @@ class HardDistillation(Distillation):
 class TokenDistillation(Distillation):
     """DeiT's distillation token: (1 - alpha) * CE(cls head, y) + alpha * L_teacher(dist head, t).
 
-    The student must have a distillation head (`forward_heads`, e.g. a `DistilledViT`). The returned logits
+    The student must have a distillation head (`forward_heads`, e.g. a `DeiT`). The returned logits
     are the two heads' mean, which is what the model predicts at inference.
     """
 
@@ -312,8 +226,8 @@ class TokenDistillation(Distillation):
     def check_student(self, model: nn.Module) -> None:
         if not callable(getattr(model, "forward_heads", None)):
             raise TypeError(
-                f"token distillation needs a student with a distillation head (forward_heads), such as DistilledViT; "
-                f"a {type(model).__name__} has none: use soft or hard distillation, or build a DistilledViT"
+                f"token distillation needs a student with a distillation head (forward_heads), such as DeiT; "
+                f"a {type(model).__name__} has none: use soft or hard distillation, or build a DeiT"
             )
         super().check_student(model)
 
@@ -331,48 +245,9 @@ class TokenDistillation(Distillation):
 OBJECTIVES = {"soft": SoftDistillation, "hard": HardDistillation, "token": TokenDistillation}
 
 
-def make_objective(teacher: nn.Module, config: DistillConfig, cache_teacher: bool = False) -> Distillation:
+def distillation_objective(teacher: nn.Module, config: DistillConfig, cache_teacher: bool = False) -> Distillation:
     """The objective for `config.kind`, holding `teacher` frozen (see `Distillation` for `cache_teacher`)."""
     return OBJECTIVES[config.kind](teacher, config, cache_teacher=cache_teacher)
-
-
-# --------------------------------------------------------------------------- what a student costs at inference
-
-
-@torch.no_grad()
-def measure_latency(model: nn.Module, image_size: int = 28, channels: int = 1, batch_size: int = 1,
-                    repeats: int = 200, warmup: int = 20, threads: Optional[int] = None) -> dict:
-    """CPU forward-pass timing on random input, in eval mode.
-
-    Returns {"latency_ms": median ms per call at `batch_size`, "images_per_s": batch_size / median,
-    "iqr_ms": interquartile range of the calls}. The median of many calls resists the hiccups of a shared
-    machine; `threads` pins torch's intra-op threads for the measurement (restored afterwards).
-    """
-    import statistics
-    import time
-
-    was_training = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    x = torch.randn(batch_size, channels, image_size, image_size, device=dev)
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(old_threads)
-        model.train(was_training)
-    times.sort()
-    med = statistics.median(times)
-    q1, q3 = times[len(times) // 4], times[(3 * len(times)) // 4]
-    return {"latency_ms": 1000 * med, "images_per_s": batch_size / med, "iqr_ms": 1000 * (q3 - q1)}
 
 
 def gap_recovered(student_alone_errors: float, distilled_errors: float, teacher_errors: float) -> float:

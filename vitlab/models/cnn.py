@@ -7,22 +7,12 @@ beat; the ViT has to learn those priors from data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import torch
 import torch.nn as nn
 
-from .config import DictConfig
-
-
-@dataclass
-class CNNConfig(DictConfig):
-    image_size: int = 28  # side of the square input image
-    in_channels: int = 1  # 1 for grayscale
-    num_classes: int = 10  # size of the classification head
-    width: int = 32  # channels of the first conv stage; the second has twice as many
-    hidden: int = 128  # width of the fully connected layer before the head
-    dropout: float = 0.1  # dropout before the head
+from .configs import CNNConfig
 
 
 class SmallCNN(nn.Module):
@@ -50,6 +40,12 @@ class SmallCNN(nn.Module):
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * w, cfg.hidden), nn.ReLU(inplace=True))
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A freshly initialised head of `num_classes` outputs; every other weight is kept (timm's convention)."""
+        self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
+        old = self.head
+        self.head = nn.Linear(self.cfg.hidden, num_classes).to(old.weight.device, old.weight.dtype)
 
     def check_input(self, x: torch.Tensor) -> None:
         c, s = self.cfg.in_channels, self.cfg.image_size

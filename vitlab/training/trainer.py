@@ -17,76 +17,20 @@ import math
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from .config import DictConfig
-from .data import UNLABELLED, Augment, ImageSet
-
-
-@dataclass
-class TrainConfig(DictConfig):
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 256  # images per optimizer step
-    lr: float = 2e-3  # peak learning rate (after warm-up)
-    weight_decay: float = 0.05  # AdamW decoupled weight decay; not applied to biases, norms, tokens
-    warmup_epochs: float = 1.0  # linear warm-up from 0 to lr over this many epochs
-    schedule: str = "cosine"  # "cosine", "onecycle" (cosine up, cosine down) or "constant" after warm-up
-    min_lr: float = 1e-5  # floor of the cosine decay
-    label_smoothing: float = 0.1  # cross-entropy label smoothing
-    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
-    augment: Optional[Augment] = field(default_factory=Augment)  # per-batch digit-safe augmentation; None = off
-    seed: int = 0  # seeds shuffling, augmentation and dropout (and model init, where the caller builds it)
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    max_steps_per_epoch: Optional[int] = None  # cut epochs short (quick runs and tests)
-    eval_batch_size: int = 1000  # batch size for validation
-    grad_snapshot_every: int = 100  # record per-parameter mean/max |grad| every this many steps (0 = never)
-
-    def __post_init__(self):
-        if isinstance(self.augment, dict):
-            self.augment = Augment(**self.augment)
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
-        if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ValueError(f"schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}")
-        if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError("grad_clip, weight_decay and warmup_epochs must be >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-
-
-# Fields that change how a run is computed; a resumed run must agree on them.
-_RUN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "schedule", "min_lr",
-               "label_smoothing", "grad_clip", "augment", "seed", "max_steps_per_epoch")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's generators (model init, dropout)."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+from ..config import config_diff
+from ..data import UNLABELLED, ImageSet
+from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .config import TrainConfig, resolve_device
+from .history import History
+from .inference import map_batches, predict_logits
+from .objectives import CrossEntropy, Objective
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str, floor: float) -> float:
@@ -123,175 +67,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-# --------------------------------------------------------------------------- history
-
-
-@dataclass
-class History:
-    """What happened during training, per step and per epoch.
-
-    steps:   step, epoch, loss, acc, lr, grad_norm (global, before clipping)
-    layer_grad_norms: layer name -> one gradient norm per step
-    epochs:  epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
-    grad_snapshots: [{"step": s, "params": {name: [mean |g|, max |g|]}}]
-    """
-
-    steps: dict = field(default_factory=lambda: defaultdict(list))
-    layer_grad_norms: dict = field(default_factory=lambda: defaultdict(list))
-    epochs: dict = field(default_factory=lambda: defaultdict(list))
-    grad_snapshots: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "steps": dict(self.steps),
-            "layer_grad_norms": dict(self.layer_grad_norms),
-            "epochs": dict(self.epochs),
-            "grad_snapshots": list(self.grad_snapshots),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        h = cls()
-        h.steps.update({k: list(v) for k, v in d.get("steps", {}).items()})
-        h.layer_grad_norms.update({k: list(v) for k, v in d.get("layer_grad_norms", {}).items()})
-        h.epochs.update({k: list(v) for k, v in d.get("epochs", {}).items()})
-        h.grad_snapshots.extend(d.get("grad_snapshots", []))
-        return h
-
-    @property
-    def num_steps(self) -> int:
-        return len(self.steps.get("step", []))
-
-    def last(self, key: str):
-        """The latest per-epoch value of `key` (e.g. 'val_acc'), or None."""
-        v = self.epochs.get(key, [])
-        return v[-1] if v else None
-
-    def spikes(self, key: str = "loss", window: int = 20, factor: float = 1.5) -> list:
-        """Steps where per-step `key` jumps above `factor` x the median of the `window` steps before it."""
-        y = np.asarray(self.steps.get(key, []), dtype=float)
-        return [int(self.steps["step"][i]) for i in range(window, len(y))
-                if y[i] > factor * np.median(y[i - window : i])]
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@dataclass
-class EvalResult:
-    accuracy: float  # fraction correct
-    loss: float  # mean cross-entropy (no label smoothing)
-    confusion: np.ndarray  # (classes, classes): rows = true, columns = predicted
-    report: str  # scikit-learn classification report
-    report_dict: dict  # the same, as a dict
-    probs: torch.Tensor  # (N, classes) softmax probabilities
-    preds: torch.Tensor  # (N,) predicted class
-    labels: torch.Tensor  # (N,) true class
-    misclassified: torch.Tensor  # indices into the evaluated set, most confident mistakes first
-
-    @property
-    def errors(self) -> int:
-        return int(len(self.misclassified))
-
-    def summary(self) -> str:
-        n = len(self.labels)
-        return f"accuracy {100 * self.accuracy:.2f}% ({n - self.errors}/{n}), {self.errors} errors, loss {self.loss:.4f}"
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=None) -> torch.Tensor:
-    """Logits for every image of `data`, in order: (N, classes)."""
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
-    out = []
-    for x, _ in data.batches(batch_size):
-        out.append(model(x.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=None) -> EvalResult:
-    """Accuracy, loss, confusion matrix, classification report and the misclassified examples."""
-    from sklearn.metrics import classification_report, confusion_matrix
-
-    logits = predict_logits(model, data, batch_size, device)
-    labels = data.labels
-    probs = logits.softmax(dim=1)
-    conf, preds = probs.max(dim=1)
-    wrong = torch.nonzero(preds != labels).flatten()
-    wrong = wrong[conf[wrong].argsort(descending=True)]
-    classes = list(range(logits.shape[1]))
-    names = list(data.info.classes) if len(data.info.classes) == len(classes) else [str(c) for c in classes]
-    kw = dict(labels=classes, target_names=names, digits=4, zero_division=0)
-    return EvalResult(
-        accuracy=float((preds == labels).float().mean()),
-        loss=float(F.cross_entropy(logits, labels)),
-        confusion=confusion_matrix(labels.numpy(), preds.numpy(), labels=classes),
-        report=classification_report(labels.numpy(), preds.numpy(), **kw),
-        report_dict=classification_report(labels.numpy(), preds.numpy(), output_dict=True, **kw),
-        probs=probs,
-        preds=preds,
-        labels=labels,
-        misclassified=wrong,
-    )
-
-
-# --------------------------------------------------------------------------- objectives
-
-
-class Objective:
-    """What a training step minimises: ``objective(model, x, y) -> (loss, logits or None)``.
-
-    The default is classification cross-entropy. Subclasses (e.g. masked
-    autoencoding, distillation) return logits only when accuracy means
-    something. `to_dict()` describes the objective; runs record it, so a run
-    cannot be resumed or reloaded under another objective.
-    """
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        raise NotImplementedError
-
-    def to_dict(self) -> dict:
-        return {"name": type(self).__name__}
-
-
-def labelled_cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
-                           over: str = "labelled") -> torch.Tensor:
-    """Cross-entropy of the labelled images of a batch: (B, K), (B,) -> scalar.
-
-    Images labelled `UNLABELLED` are skipped (cross-entropy's ignore_index). `over` is what the sum is divided by:
-    "labelled", the number of labelled images (their mean; a batch without any label gives 0 rather than
-    F.cross_entropy's nan, so a mixed transfer set can draw such a batch safely), or "batch", the batch size B (an
-    unlabelled image adds 0 to the mean; what a loss needs that also has a term for every image, such as
-    distillation, so that a few labelled images in a batch do not outweigh the rest).
-    """
-    if over not in ("labelled", "batch"):
-        raise ValueError(f"over must be 'labelled' or 'batch', got {over!r}")
-    n = int((y != UNLABELLED).sum())
-    if n == len(y):
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-    total = F.cross_entropy(logits, y, label_smoothing=label_smoothing, ignore_index=UNLABELLED, reduction="sum")
-    return total / (max(n, 1) if over == "labelled" else len(y))
-
-
-class CrossEntropy(Objective):
-    """Cross-entropy on the model's logits, with label smoothing; unlabelled images are skipped."""
-
-    def __init__(self, label_smoothing: float = 0.0):
-        self.label_smoothing = label_smoothing
-
-    def __call__(self, model, x, y):
-        logits = model(x)  # (B, classes)
-        return labelled_cross_entropy(logits, y, self.label_smoothing), logits
-
-    def to_dict(self) -> dict:
-        return {"name": "CrossEntropy", "label_smoothing": self.label_smoothing}
-
-
-# --------------------------------------------------------------------------- trainer
 
 
 class Trainer:
@@ -386,13 +161,11 @@ class Trainer:
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by `save` for the same model and recipe."""
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = read_checkpoint(path, map_location=self.device)
         load_weights(self.model, ckpt, path)
-        saved = ckpt.get("train_config", {})
-        now = self.config.to_dict()
-        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now[k]!r}" for k in _RUN_FIELDS if saved.get(k) != now[k]]
-        if diffs:
-            raise CheckpointError(f"{path}: cannot resume with a different training recipe ({'; '.join(diffs)})")
+        diff = config_diff(ckpt.get("train_config", {}), self.config.to_dict(), keys=TrainConfig.run_fields())
+        if diff:
+            raise CheckpointError(f"{path}: cannot resume with a different training recipe ({diff})")
         if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise CheckpointError(f"{path}: holds no optimizer state, so the run cannot be resumed")
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -418,21 +191,23 @@ class Trainer:
             self.history.grad_snapshots.append({"step": self.step, "params": stats})
         return math.sqrt(sum(sq.values()))
 
-    @torch.no_grad()
     def _validate_objective(self) -> tuple[float, float]:
         """Mean objective loss (and accuracy, when it returns logits) over the validation set, in eval mode."""
-        self.model.eval()
-        loss_sum, correct, n, has_logits = 0.0, 0, 0, False
-        torch.manual_seed(self.config.seed)  # objectives that draw (e.g. MAE masks) see the same draws every epoch
-        for x, y in self.val_set.batches(self.config.eval_batch_size):
-            x, y = x.to(self.device), y.to(self.device)
-            loss, logits = self.objective(self.model, x, y)
-            loss_sum += float(loss) * len(y)
-            correct += int((logits.argmax(1) == y).sum()) if logits is not None else 0
-            n += len(y)
-            has_logits = logits is not None
-        self.model.train()
-        return loss_sum / n, (correct / n if has_logits else float("nan"))
+
+        def batch_stats(model, x, y):  # (1, 3): loss summed over the batch, correct answers (nan: no logits), B
+            loss, logits = self.objective(model, x, y)
+            correct = (logits.argmax(1) == y).sum().float() if logits is not None else torch.tensor(float("nan"))
+            return torch.stack([loss.detach() * len(y), correct.to(loss.device), torch.tensor(float(len(y)),
+                                                                                               device=loss.device)])[None]
+
+        # Objectives that draw (e.g. MAE masks) see the same draws every epoch; fork_rng puts the global generators
+        # back afterwards, so validating does not change what training draws next.
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.config.seed)
+            loss_sum, correct, n = map_batches(self.model, self.val_set, batch_stats, self.config.eval_batch_size,
+                                               self.device).sum(0).tolist()
+        return loss_sum / n, correct / n
 
     def _validate(self) -> tuple[float, float]:
         if self.custom_objective:
@@ -532,11 +307,12 @@ class Trainer:
             for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 writer.add_scalar(f"epoch/{k}", ep[k][-1], self.epoch)
         if self.verbose:
-            print(
-                f"epoch {self.epoch:>3}/{c.epochs}  train loss {ep['train_loss'][-1]:.4f} acc {100 * ep['train_acc'][-1]:.2f}%"
-                f"  val loss {vl:.4f} acc {100 * va:.2f}%  {ep['seconds'][-1]:.1f}s",
-                flush=True,
-            )
+            def acc(a):  # objectives without logits (MAE) have no accuracy: say nothing rather than "nan%"
+                return "" if math.isnan(a) else f" acc {100 * a:.2f}%"
+
+            val = "" if math.isnan(vl) else f"  val loss {vl:.4f}{acc(va)}"
+            print(f"epoch {self.epoch:>3}/{c.epochs}  train loss {ep['train_loss'][-1]:.4f}{acc(ep['train_acc'][-1])}"
+                  f"{val}  {ep['seconds'][-1]:.1f}s", flush=True)
         if self.checkpoint_path is not None:
             self.save()
         self._fire("on_epoch_end")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .train import EvalResult, History
+from ..training.evaluation import EvalResult
+from ..training.history import History
 
 
 def _smooth(y: Sequence[float], k: int) -> np.ndarray:
@@ -114,7 +114,7 @@ def plot_misclassified(
     return image_grid(images[idx], titles, ncols=ncols, title=title)
 
 
-# --------------------------------------------------------------------------- gradient flow (notebook 04)
+# --------------------------------------------------------------------------- gradient flow
 
 
 def plot_grad_flow(
@@ -219,7 +219,7 @@ def plot_layer_grad_profile(
     return fig
 
 
-# --------------------------------------------------------------------------- positions (notebook 05)
+# --------------------------------------------------------------------------- positions
 
 
 def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding similarity") -> matplotlib.figure.Figure:
@@ -245,7 +245,7 @@ def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding
     return fig
 
 
-# --------------------------------------------------------------------------- attention (notebook 06)
+# --------------------------------------------------------------------------- attention
 
 
 def overlay(ax, image: torch.Tensor, heat: Optional[torch.Tensor] = None, title: str = "", alpha: float = 0.55,
@@ -299,7 +299,7 @@ def plot_attention_distance(dist: torch.Tensor, title: str = "Mean attention dis
     return fig
 
 
-# --------------------------------------------------------------------------- open set (notebook 07)
+# --------------------------------------------------------------------------- open set
 
 
 def plot_score_histograms(scores: dict, threshold: Optional[float] = None, title: str = "Known-class score",
@@ -337,7 +337,7 @@ def plot_reliability(cal, title: str = "Reliability diagram", ax=None):
     return fig
 
 
-# --------------------------------------------------------------------------- feature maps (notebook 08)
+# --------------------------------------------------------------------------- feature maps
 
 
 def plot_embedding(coords: np.ndarray, labels, names: Optional[Sequence[str]] = None, title: str = "UMAP",

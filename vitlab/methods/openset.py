@@ -1,6 +1,6 @@
 """Open-set recognition: known classes plus "unknown", and how to measure it.
 
-Two ways to say "unknown" (notebook 07): train an explicit unknown class on
+Two ways to say "unknown": train an explicit unknown class on
 some of the other digits, or train on the known classes only and threshold a
 confidence score. The scores here follow the usual convention that *higher
 means more likely known*:
@@ -8,7 +8,7 @@ means more likely known*:
 - ``msp``: maximum softmax probability (Hendrycks & Gimpel 2017);
 - ``max_logit``: the largest logit, before softmax (Vaze et al. 2022, "a good
   closed-set classifier is all you need");
-- ``energy``: the negative free energy T * logsumexp(logits / T) (Liu et al. 2020).
+- ``energy``: the negative free energy logsumexp(logits) at T = 1 (Liu et al. 2020).
 
 Two more tools for the harder case where the unknowns are other digits:
 
@@ -31,7 +31,6 @@ rate, expected calibration error with its reliability bins.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -39,13 +38,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageSet
-from .train import Objective, labelled_cross_entropy, predict_logits
+from ..data import ImageSet
+from ..training.inference import predict_logits
+from ..training.objectives import Objective, labelled_cross_entropy
 
 SCORES = ("msp", "max_logit", "energy")
 
 
-def known_score(logits: torch.Tensor, kind: str = "msp", temperature: float = 1.0) -> torch.Tensor:
+def known_score(logits: torch.Tensor, kind: str = "msp") -> torch.Tensor:
     """(N, classes) logits -> (N,) score, higher = more confidently one of the known classes."""
     logits = logits.float()
     if kind == "msp":
@@ -53,7 +53,7 @@ def known_score(logits: torch.Tensor, kind: str = "msp", temperature: float = 1.
     if kind == "max_logit":
         return logits.amax(-1)
     if kind == "energy":
-        return temperature * torch.logsumexp(logits / temperature, dim=-1)
+        return torch.logsumexp(logits, dim=-1)  # minus the free energy at T = 1 (Liu et al. 2020)
     raise ValueError(f"score must be one of {SCORES}, got {kind!r}")
 
 
@@ -146,9 +146,6 @@ class NearestNeighbourScore:
         return torch.cat(out).numpy()  # (M,)
 
 
-# --------------------------------------------------------------------------- training with synthetic outliers
-
-
 def splice_digits(x: torch.Tensor, y: torch.Tensor, n: int, generator: Optional[torch.Generator] = None,
                   cut: tuple = (10, 18)) -> torch.Tensor:
     """Up to `n` synthetic outliers from a batch: the top (or left) of one digit joined to the bottom (or right) of
@@ -207,9 +204,6 @@ class OutlierExposure(Objective):
                 "label_smoothing": self.label_smoothing}
 
 
-# --------------------------------------------------------------------------- splits
-
-
 def known_unknown_split(data: ImageSet, known: Sequence[int], unknown_label: bool = False) -> tuple[ImageSet, ImageSet]:
     """Split `data` into (known, rest). Known labels are renumbered 0..K-1 in the order given; the rest keep
     their digit labels, or all become K when `unknown_label` (the explicit "unknown" class)."""
@@ -237,9 +231,6 @@ def open_set_splits(num_known: int = 6, num_classes: int = 10, splits: int = 5, 
         if s not in out:
             out.append(s)
     return out
-
-
-# --------------------------------------------------------------------------- evaluation
 
 
 @dataclass
@@ -322,56 +313,3 @@ def noise_images(n: int, like: ImageSet, seed: int = 0) -> ImageSet:
 def as_unknown(data: ImageSet, like: ImageSet, name: str) -> ImageSet:
     """Another dataset's images (e.g. Fashion-MNIST) normalised as `like` (the model's data) for OOD tests."""
     return ImageSet(data.images, torch.zeros(len(data), dtype=torch.long), like.info, name)
-
-
-# --------------------------------------------------------------------------- the two-known-digits task (07, 08)
-
-
-@dataclass
-class OpenSetData:
-    """MNIST split by digit for 'K known digits plus unknown' (labels 0..K-1 known, K = unknown)."""
-
-    known: list  # the known digits, in label order
-    unknown_train: list  # digits the explicit-unknown approach trains on as "unknown"
-    unseen: list  # digits no model trains on
-    train: ImageSet  # known training images
-    val: ImageSet  # known validation images
-    test: ImageSet  # known test images
-    train_unknown: ImageSet  # `unknown_train` digits from the training split (digit labels)
-    val_unknown: ImageSet
-    test_unseen: ImageSet  # the unseen digits' test images (digit labels)
-
-    def with_unknown(self, split: str = "train", seed: int = 1) -> ImageSet:
-        """Known images plus as many `unknown_train` images (as many as there are known ones), relabelled K."""
-        known = getattr(self, split)
-        unknown = getattr(self, f"{split}_unknown").take(len(known), seed=seed)
-        K = len(self.known)
-        classes = list(known.info.classes) + ["unknown"]
-        # The dataset's digits -> this task's labels: known digits 0..K-1, the unknown-train digits K, the rest left out.
-        label_map = tuple(self.known.index(d) if d in self.known else K if d in self.unknown_train else -1
-                          for d in range(len(known.info.label_map)))
-        info = dataclasses.replace(known.info, classes=tuple(classes), label_map=label_map)
-        return dataclasses.replace(known, images=torch.cat([known.images, unknown.images]),
-                                   labels=torch.cat([known.labels, torch.full((len(unknown),), K)]), info=info,
-                                   name=f"{known.name}+unknown")
-
-
-def open_set_data(data, known: Sequence[int], unknown_train: Sequence[int], fast: bool = False,
-                  fast_images: int = 1500) -> OpenSetData:
-    """Split `data` (a DataSplits) for the known digits; with `fast`, at most `fast_images` training images each."""
-    known, unknown_train = list(known), list(unknown_train)
-    if set(known) & set(unknown_train):
-        raise ValueError(f"a digit cannot be both known and unknown: {sorted(set(known) & set(unknown_train))}")
-    unseen = [d for d in range(len(data.info.classes)) if d not in known + unknown_train]
-
-    def split(s):
-        k, rest = known_unknown_split(s, known)
-        pick = lambda digits: rest.subset(torch.nonzero(torch.isin(rest.labels, torch.tensor(digits, dtype=torch.long))).flatten())  # noqa: E731
-        return k, pick(unknown_train), pick(unseen)
-
-    tr_k, tr_u, _ = split(data.train)
-    va_k, va_u, _ = split(data.val)
-    te_k, _, te_unseen = split(data.test)
-    if fast:
-        tr_k, tr_u = tr_k.take(fast_images), tr_u.take(fast_images)
-    return OpenSetData(known, unknown_train, unseen, tr_k, va_k, te_k, tr_u, va_u, te_unseen)

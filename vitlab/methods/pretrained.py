@@ -18,7 +18,6 @@ imports it until a timm model is asked for.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Optional
 
@@ -26,15 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, load_model
-from .model import ViT, ViTConfig
+from ..models import ViT, ViTConfig
+from ..training.checkpoints import CheckpointError, load_model
+from .mae import encoder_from_mae
 
 
 class PretrainedError(RuntimeError):
     """Weights that cannot be fetched or do not fit; the message says which and why."""
-
-
-# --------------------------------------------------------------------------- adapting tensors
 
 
 def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -81,9 +78,6 @@ def resample_patch_kernel(weight: torch.Tensor, patch_size: int) -> torch.Tensor
         return resample_patch_embed(weight, [patch_size, patch_size])
     except ImportError:
         return F.interpolate(weight, size=(patch_size, patch_size), mode="bilinear", align_corners=False)
-
-
-# --------------------------------------------------------------------------- timm
 
 
 def _require_timm():
@@ -182,7 +176,7 @@ def vit_from_timm(tm: nn.Module, **overrides) -> ViT:
     return model
 
 
-def load_pretrained(name: str = "vit_tiny_patch16_224", image_size: int = 28, patch_size: Optional[int] = None,
+def vit_from_timm_hub(name: str = "vit_tiny_patch16_224", image_size: int = 28, patch_size: Optional[int] = None,
                     in_channels: int = 1, num_classes: int = 10) -> ViT:
     """A timm ViT fetched through timm's hub (needs internet), adapted to `image_size` x `image_size`
     images of `in_channels` channels. `patch_size` defaults to the largest divisor of image_size
@@ -195,7 +189,7 @@ def load_pretrained(name: str = "vit_tiny_patch16_224", image_size: int = 28, pa
         reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise PretrainedError(
             f"could not load pretrained {name!r} through timm's hub ({reason}); this needs internet access "
-            f"(or a filled Hugging Face cache). Offline, start from a lab checkpoint instead: load_backbone(path)"
+            f"(or a filled Hugging Face cache). Offline, start from a lab checkpoint instead: backbone_from_checkpoint(path)"
         ) from None
     if patch_size is None:
         p0 = tm.patch_embed.patch_size[0]
@@ -204,11 +198,8 @@ def load_pretrained(name: str = "vit_tiny_patch16_224", image_size: int = 28, pa
                          num_classes=num_classes)
 
 
-# --------------------------------------------------------------------------- the lab's own checkpoints
-
-
-def load_backbone(path: str | os.PathLike, num_classes: Optional[int] = None) -> ViT:
-    """A ViT from one of the lab's checkpoints (notebook 03, `vitlab train`, an MAE's encoder, any run), ready to
+def backbone_from_checkpoint(path: str | os.PathLike, num_classes: Optional[int] = None) -> ViT:
+    """A ViT from one of the lab's checkpoints (`vitlab train`, a notebook's run, an MAE's encoder), ready to
     fine-tune.
 
     With `num_classes` different from the checkpoint's, the head is replaced by a
@@ -216,19 +207,9 @@ def load_backbone(path: str | os.PathLike, num_classes: Optional[int] = None) ->
     """
     model, ckpt = load_model(path)
     if ckpt["model_type"] == "mae":  # an MAE's encoder is a ViT whose head was never trained
-        from .mae import encoder_from_mae
-
-        model = encoder_from_mae(model, num_classes=num_classes)
+        model = encoder_from_mae(model)
     if not isinstance(model, ViT):
         raise CheckpointError(f"{path}: holds a {type(model).__name__}, not a ViT backbone")
     if num_classes is not None and num_classes != model.cfg.num_classes:
-        model = replace_head(model, num_classes)
+        model.reset_classifier(num_classes)
     return model.train()
-
-
-def replace_head(model: ViT, num_classes: int) -> ViT:
-    """The same ViT with a freshly initialised head of `num_classes` outputs (the rest shares nothing: a copy)."""
-    new = ViT(dataclasses.replace(model.cfg, num_classes=num_classes))
-    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
-    new.load_state_dict(sd, strict=False)
-    return new

@@ -1,6 +1,6 @@
 """Positional embeddings: what they look like, and what a model takes from them.
 
-Used by notebook 05. The embedding is read through the model's `pos_embed`
+The embedding is read through the model's `pos_embed`
 attribute (a learned parameter or the fixed sin-cos buffer), CLS excluded.
 """
 
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageSet
-from .model import patchify, unpatchify
+from ..data import ImageSet
+from ..models import patchify, unpatchify
+from ..training.inference import map_batches
 
 
 def patch_position_embeddings(model) -> Optional[torch.Tensor]:
@@ -81,14 +82,9 @@ def shuffle_patches(imgs: torch.Tensor, patch_size: int, generator: Optional[tor
     return unpatchify(p, patch_size, C)
 
 
-@torch.no_grad()
 def shuffled_accuracy(model, data: ImageSet, patch_size: int, seed: int = 0, batch_size: int = 1000) -> float:
-    """Accuracy on `data` with the patches of every image permuted (seeded)."""
+    """Accuracy on `data` with the patches of every image permuted (seeded); the model's mode is kept."""
     gen = torch.Generator().manual_seed(seed)
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for x, y in data.batches(batch_size, shuffle=False):
-        xs = shuffle_patches(x, patch_size, gen).to(device)
-        correct += int((model(xs).argmax(1).cpu() == y).sum())
-    return correct / len(data)
+    preds = map_batches(model, data, lambda m, x, y: m(shuffle_patches(x.cpu(), patch_size, gen).to(x.device)).argmax(1),
+                        batch_size)  # (N,)
+    return float((preds.long() == data.labels).float().mean())

@@ -13,60 +13,14 @@ h = heads, d = D / h per-head width.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import DictConfig
-
-
-@dataclass
-class ViTConfig(DictConfig):
-    image_size: int = 28  # side of the (square) input image, pixels
-    patch_size: int = 4  # side of a square patch; must divide image_size
-    in_channels: int = 1  # 1 for grayscale MNIST
-    num_classes: int = 10  # size of the classification head
-    dim: int = 64  # token width D
-    depth: int = 6  # number of Transformer blocks
-    heads: int = 4  # attention heads per block; must divide dim
-    mlp_ratio: float = 2.0  # hidden width of the MLP as a multiple of dim
-    dropout: float = 0.0  # dropout after the embedding, in the MLP and after attention
-    attn_dropout: float = 0.0  # dropout on the attention weights
-    pos_embed: str = "learned"  # "learned", "sincos" (fixed 2-D sin-cos) or "none"
-    pool: str = "cls"  # "cls": read the CLS token; "mean": average the patch tokens
-    prenorm: bool = True  # LayerNorm before each sub-layer (ViT); False gives the original post-norm Transformer
-    qkv_bias: bool = True  # bias on the query/key/value projection
-    norm_eps: float = 1e-5  # LayerNorm epsilon (PyTorch's default; timm's ViTs use 1e-6)
-
-    def __post_init__(self):
-        if self.patch_size <= 0 or self.image_size % self.patch_size != 0:
-            raise ValueError(
-                f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"
-            )
-        if self.dim % self.heads != 0:
-            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
-        if self.pos_embed not in ("learned", "sincos", "none"):
-            raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {self.pos_embed!r}")
-        if self.pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
-        if self.pos_embed == "sincos" and self.dim % 4 != 0:
-            raise ValueError(f"sincos positional embedding needs dim divisible by 4, got {self.dim}")
-
-    @property
-    def grid_size(self) -> int:
-        """Patches along one side of the image."""
-        return self.image_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid_size**2
-
-
-# --------------------------------------------------------------------------- patches
+from .configs import ViTConfig
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -118,7 +72,7 @@ class PatchEmbed(nn.Module):
     """Cut the image into P x P patches and project each to D channels.
 
     A convolution with kernel = stride = P is exactly "flatten each patch and
-    apply one shared linear layer"; notebook 02 checks this by hand.
+    apply one shared linear layer".
     """
 
     def __init__(self, cfg: ViTConfig):
@@ -129,9 +83,6 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)  # (B, D, H/P, W/P)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
-
-
-# --------------------------------------------------------------------------- blocks
 
 
 class Attention(nn.Module):
@@ -190,7 +141,7 @@ class Block(nn.Module):
 
     Pre-norm (ViT): x + f(LN(x)); the residual stream is never normalised, so
     gradients reach early layers undiminished. Post-norm (Vaswani et al. 2017):
-    LN(x + f(x)); kept for the gradient-flow experiment of notebook 04.
+    LN(x + f(x)); kept to compare where the gradient goes.
     """
 
     def __init__(self, cfg: ViTConfig):
@@ -213,9 +164,6 @@ class Block(nn.Module):
         return x, w  # (B, T, D), (B, h, T, T) or None
 
 
-# --------------------------------------------------------------------------- model
-
-
 class ViT(nn.Module):
     """Vision Transformer classifier.
 
@@ -233,7 +181,7 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         N = cfg.num_patches
         if cfg.pos_embed == "learned":
-            # Covers CLS too, as in the ViT paper; notebook 05 draws the patch part.
+            # Covers CLS too, as in the ViT paper.
             self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, cfg.dim))
         elif cfg.pos_embed == "sincos":
             pe = torch.cat([torch.zeros(1, cfg.dim), sincos_pos_embed_2d(cfg.dim, cfg.grid_size)])
@@ -261,6 +209,14 @@ class ViT(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A freshly initialised head of `num_classes` outputs, as timm's `reset_classifier`; every other weight is
+        kept. The config follows, so a checkpoint of the model rebuilds it."""
+        self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
+        old = self.head
+        self.head = nn.Linear(self.cfg.dim, num_classes).to(old.weight.device, old.weight.dtype)
+        self._init_weights(self.head)
 
     def no_weight_decay(self) -> set:
         """Parameters that AdamW should not decay (timm's convention)."""
@@ -323,50 +279,6 @@ class ViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-class AttentionRecorder:
-    """Capture every layer's attention weights without touching the model.
-
-    Like vit-pytorch's `Recorder`, but it goes through the model's named
-    methods (`forward_features`, `forward_head`) rather than reaching into its
-    layers, so it keeps working when the model's internals change.
-
-        rec = AttentionRecorder(model)
-        logits, attns = rec(images)   # attns: (B, depth, heads, T, T)
-    """
-
-    def __init__(self, model: ViT):
-        if not hasattr(model, "forward_features") or not hasattr(model, "forward_head"):
-            raise TypeError("AttentionRecorder needs a model with forward_features and forward_head")
-        self.model = model
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor):
-        tokens, attns = self.model.forward_features(x, return_attn=True)
-        logits = self.model.forward_head(tokens)
-        return logits, torch.stack(attns, dim=1)  # (B, classes), (B, L, h, T, T)
-
-
-# --------------------------------------------------------------------------- presets
-
-
-def vit_tiny_mnist(**overrides) -> ViTConfig:
-    """The default recipe's model: 7x7 patches (16 tokens), 3 blocks, D=128."""
-    return ViTConfig(**{**dict(patch_size=7, dim=128, depth=3, heads=4, mlp_ratio=2.0), **overrides})
-
-
-def vit_small_mnist(**overrides) -> ViTConfig:
-    """The longer recipe's model: 4x4 patches (49 tokens), 6 blocks, D=64."""
-    return ViTConfig(**{**dict(patch_size=4, dim=64, depth=6, heads=4, mlp_ratio=2.0), **overrides})
-
-
-def vit_micro_mnist(**overrides) -> ViTConfig:
-    """A very small model for tests and quick classroom demos."""
-    return ViTConfig(**{**dict(patch_size=7, dim=32, depth=2, heads=2, mlp_ratio=2.0), **overrides})
-
-
-PRESETS = {f.__name__: f for f in (vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

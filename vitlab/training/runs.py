@@ -16,18 +16,15 @@ from typing import Optional, Sequence
 
 import torch.nn as nn
 
-from .checkpoint import (
-    CheckpointError,
-    build_model,
-    config_mismatch,
-    load_checkpoint,
-    load_weights,
-    model_type_for_config,
-    model_type_of,
-)
-from .data import ImageSet
-from .paths import project_dir
-from .train import History, Objective, TrainConfig, Trainer, _RUN_FIELDS, set_seed
+from ..config import config_diff
+from ..data import ImageSet
+from ..models.registry import build_model, model_type_for_config
+from ..paths import project_dir
+from .checkpoints import CheckpointError, config_mismatch, load_weights, read_checkpoint
+from .config import TrainConfig, set_seed
+from .history import History
+from .objectives import Objective
+from .trainer import Trainer
 
 
 def default_runs_dir() -> Path:
@@ -54,12 +51,10 @@ def train_or_load(
     val_set: Optional[ImageSet],
     train_config: TrainConfig,
     runs_dir: Optional[str | os.PathLike] = None,
-    model_type: Optional[str] = None,
     retrain: bool = False,
     tensorboard: bool = True,
     progress: bool = True,
     verbose: bool = True,
-    callbacks: Optional[dict] = None,
     init: Optional[nn.Module] = None,
     train_only: Optional[Sequence[str]] = None,
     objective: Optional[Objective] = None,
@@ -76,11 +71,10 @@ def train_or_load(
     Both are recorded in the checkpoint, and asking for a finished run with other
     settings is an error.
 
-    `objective` replaces the trainer's cross-entropy (see `vitlab.train.Objective`); its
-    `to_dict()` is recorded like `init` and `train_only`.
+    `objective` replaces the trainer's cross-entropy (see `vitlab.training.objectives.Objective`); its
+    `to_dict()` is recorded like `init` and `train_only`. For callbacks, build a `Trainer` yourself.
     """
-    if model_type is None:
-        model_type = model_type_for_config(model_config)
+    model_type = model_type_for_config(model_config)
     path = Path(runs_dir or default_runs_dir()) / name
     ckpt_path = path / "checkpoint.pt"
     set_seed(train_config.seed)
@@ -89,14 +83,14 @@ def train_or_load(
              "train_only": sorted(train_only) if train_only else None,
              "objective": objective.to_dict() if objective is not None else None}
     if ckpt_path.exists() and not retrain:
-        ckpt = load_checkpoint(ckpt_path)
-        diff = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), model_type) if ckpt["model_type"] == model_type else "type"
-        saved, now = ckpt.get("train_config", {}), train_config.to_dict()
-        recipe = [k for k in _RUN_FIELDS if saved.get(k) != now[k]]
-        saved_setup = {k: ckpt.get("extra", {}).get(k) for k in setup}
-        recipe += [k for k in setup if saved_setup[k] != setup[k]]
-        if diff or recipe:
-            what = diff if diff else "recipe fields " + ", ".join(recipe)
+        ckpt = read_checkpoint(ckpt_path)
+        if ckpt["model_type"] != model_type:
+            what = f"model type: checkpoint {ckpt['model_type']!r}, now {model_type!r}"
+        else:
+            what = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), model_type)
+        what = what or config_diff(ckpt.get("train_config", {}), train_config.to_dict(), keys=TrainConfig.run_fields())
+        what = what or config_diff({k: ckpt.get("extra", {}).get(k) for k in setup}, setup)
+        if what:
             raise CheckpointError(
                 f"{ckpt_path}: run {name!r} exists with a different setup ({what}); "
                 f"use another name, or retrain=True to overwrite it"
@@ -136,14 +130,5 @@ def train_or_load(
         extra={"run_name": name, **setup},
         objective=objective,
     )
-    for event, fns in (callbacks or {}).items():
-        for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
-            trainer.add_callback(event, fn)
     history = trainer.fit(resume=True)
     return Run(trainer.model.eval(), history, path, trained_now=True)
-
-
-def model_summary(model: nn.Module) -> str:
-    """One line: type, config highlights and parameter count."""
-    n = sum(p.numel() for p in model.parameters())
-    return f"{model_type_of(model)} {model.cfg} — {n:,} parameters"

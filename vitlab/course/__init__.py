@@ -1,0 +1,3 @@
+"""Layer 7, course: what the notebooks share (common: FAST sizes, where runs live, notebook 03's models) and one
+small module per notebook that needs one (finetune: 07-08, mae: 09, distillation: 10). Library code never
+imports it."""

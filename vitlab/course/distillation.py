@@ -1,0 +1,102 @@
+"""Notebook 10: the students, their teachers (notebook 03's models) and the transfer set."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..methods.distillation import DistillConfig, distillation_objective
+from ..models import deit_config, vit_tiny_mnist
+from ..training.recipes import RECIPES
+from ..training.runs import train_or_load
+from .common import cnn_baseline_run, default_vit_run, notebook_runs_dir, shrink_for_fast
+
+STUDENT_IMAGES = 5000  # the students learn from this many labelled training images (the teachers saw all 55,000)
+STUDENT_EPOCHS = 60  # passes over them, the same for every student (FAST: FAST_EPOCHS on fewer images)
+STUDENT_TEACHERS = ("vit", "cnn")  # notebook 03's ViT (run vit_tiny_mnist) and CNN (run cnn_baseline)
+STUDENT_KINDS = ("alone", "soft", "hard", "token")  # no teacher, Hinton's soft targets, DeiT's hard labels, DeiT's token
+# With a transfer set (all 55,000 training images, labels kept on the students' 5,000 only) every student takes the
+# same number of optimizer steps: TRANSFER_EPOCHS x TRANSFER_STEPS_PER_EPOCH = 2,280, as many as 120 epochs of the
+# 5,000 labelled images in batches of 256.
+TRANSFER_EPOCHS = 12
+TRANSFER_STEPS_PER_EPOCH = 190
+
+
+def student_config(token: bool = False):
+    """Notebook 10's student: vit_tiny_mnist at D=64 with 2 blocks (72,074 parameters, 18% of the teacher's
+    407,690); with `token`, its DeiT twin (72,852: one more token, its position and a second head)."""
+    cfg = vit_tiny_mnist(dim=64, depth=2, heads=4)
+    return deit_config(cfg) if token else cfg
+
+
+def student_distill_config(kind: str):
+    """The distillation settings of notebook 10: alpha = 1/2 everywhere (the labels and the teacher weigh the
+    same, as in DeiT), T = 4 for the soft loss, the distillation token learns the teacher's hard labels."""
+    return DistillConfig(kind=kind, alpha=0.5, temperature=4.0, token_loss="hard",
+                         label_smoothing=RECIPES["default"].train.label_smoothing)
+
+
+def distill_teacher(data, teacher: str = "vit", fast: bool = False):
+    """The trained teacher model: notebook 03's ViT ("vit") or its CNN baseline ("cnn"), loaded (trained if missing)."""
+    if teacher == "vit":
+        return default_vit_run(data, fast, verbose=False).model
+    if teacher == "cnn":
+        return cnn_baseline_run(data, fast, verbose=False).model
+    raise ValueError(f"teacher must be one of {STUDENT_TEACHERS}, got {teacher!r}")
+
+
+def transfer_set(data):
+    """All the training images: first the students' STUDENT_IMAGES labelled ones (`data.train.take(STUDENT_IMAGES)`,
+    in its order), then every other one without its label; the teacher labels those (55,000 images, 5,000 labels).
+
+    The labelled images move to the front on purpose: at their original places they would be exactly the first
+    5,000 of the trainer's epoch-0 shuffle, which is drawn from the same seed as `take`.
+    """
+    keep = data.train.take_indices(STUDENT_IMAGES)
+    rest = torch.ones(len(data.train), dtype=torch.bool)
+    rest[keep] = False
+    order = torch.cat([keep, torch.nonzero(rest).flatten()])
+    return data.train.subset(order).hide_labels(keep=torch.arange(len(keep)))
+
+
+def student_run(data, kind: str, teacher: str = "vit", fast: bool = False, teacher_model=None, transfer: bool = False,
+                **kwargs):
+    """Notebook 10's students, all with the default recipe's training at the same budget: STUDENT_EPOCHS passes over
+    the same STUDENT_IMAGES labelled images (a seeded subset of the training set).
+
+    kind "alone": cross-entropy only (run ``10_student_alone``); "soft", "hard", "token": distilled from
+    `teacher` (run ``10_student_<kind>_<teacher>``), with `student_distill_config(kind)`. `teacher_model`
+    skips loading the teacher again when the caller already holds it. The teacher's outputs are cached, so
+    the students after the first one with a given teacher do not pay for its forward passes again.
+
+    `transfer`: the longer budget of TRANSFER_EPOCHS x TRANSFER_STEPS_PER_EPOCH steps, on `transfer_set(data)` for a
+    distilled student (the teacher's term covers every image, the labels' term the labelled ones: run
+    ``10_student_<kind>_<teacher>_transfer``), on the labelled images alone for kind "alone", since without a teacher
+    an unlabelled image teaches nothing (run ``10_student_alone_long``).
+    """
+    if kind not in STUDENT_KINDS:
+        raise ValueError(f"kind must be one of {STUDENT_KINDS}, got {kind!r}")
+    recipe = dataclasses.replace(RECIPES["default"].train, epochs=STUDENT_EPOCHS)
+    labelled = data.train.take(STUDENT_IMAGES)
+    suffix = ""
+    if transfer:
+        steps = TRANSFER_EPOCHS * TRANSFER_STEPS_PER_EPOCH
+        if kind == "alone":  # the same number of steps as epochs over the labelled images
+            recipe = dataclasses.replace(recipe, epochs=steps // (len(labelled) // recipe.batch_size))
+            suffix = "_long"
+        else:
+            labelled = transfer_set(data)
+            recipe = dataclasses.replace(recipe, epochs=TRANSFER_EPOCHS, max_steps_per_epoch=TRANSFER_STEPS_PER_EPOCH)
+            suffix = "_transfer"
+    train_set, cfg = shrink_for_fast(labelled, recipe, fast)
+    objective, name = None, "10_student_alone" + suffix
+    if kind != "alone":
+        if teacher_model is None:
+            teacher_model = distill_teacher(data, teacher, fast)
+        objective = distillation_objective(teacher_model, student_distill_config(kind), cache_teacher=True)
+        name = f"10_student_{kind}_{teacher}" + suffix
+    kwargs.setdefault("tensorboard", False)
+    kwargs.setdefault("progress", False)
+    return train_or_load(name, student_config(token=kind == "token"), train_set, data.val, cfg,
+                         runs_dir=notebook_runs_dir(fast), objective=objective, **kwargs)

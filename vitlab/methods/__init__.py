@@ -1,0 +1,3 @@
+"""Layer 5, methods: what trains a model differently from plain classification, one module each. Masked
+autoencoding (mae), knowledge distillation (distillation), open-set recognition (openset), pretrained weights
+(pretrained). Imports from vitlab.analysis and below."""

@@ -1,0 +1,16 @@
+"""Layer 2, models: the ViT, the CNN baseline, the MAE and DeiT, their configs and presets, and the registry that
+maps a checkpoint's kind to its class. Imports only from vitlab.data and the core modules."""
+
+from .._lazy import lazy_exports
+
+_WHERE = {
+    "ViTConfig": ".configs", "CNNConfig": ".configs", "PRESETS": ".configs",
+    "vit_micro_mnist": ".configs", "vit_tiny_mnist": ".configs", "vit_small_mnist": ".configs",
+    "ViT": ".vit", "patchify": ".vit", "unpatchify": ".vit", "sincos_pos_embed_2d": ".vit", "count_parameters": ".vit",
+    "SmallCNN": ".cnn",
+    "MAE": ".mae", "MAEConfig": ".mae", "random_masking": ".mae", "unnormalize": ".mae",
+    "DeiT": ".deit", "DeiTConfig": ".deit", "deit_config": ".deit",
+    "MODEL_TYPES": ".registry", "CLASSIFIERS": ".registry", "build_model": ".registry", "model_type_of": ".registry",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

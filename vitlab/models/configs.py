@@ -1,0 +1,81 @@
+"""The models' configurations and the named presets: plain dataclasses, importable without torch.
+
+Kept apart from the modules so that a config can be read, compared and written into a checkpoint, and the
+command line can list the presets, without building (or importing) a network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import DictConfig
+
+
+@dataclass
+class ViTConfig(DictConfig):
+    image_size: int = 28  # side of the (square) input image, pixels
+    patch_size: int = 4  # side of a square patch; must divide image_size
+    in_channels: int = 1  # 1 for grayscale MNIST
+    num_classes: int = 10  # size of the classification head
+    dim: int = 64  # token width D
+    depth: int = 6  # number of Transformer blocks
+    heads: int = 4  # attention heads per block; must divide dim
+    mlp_ratio: float = 2.0  # hidden width of the MLP as a multiple of dim
+    dropout: float = 0.0  # dropout after the embedding, in the MLP and after attention
+    attn_dropout: float = 0.0  # dropout on the attention weights
+    pos_embed: str = "learned"  # "learned", "sincos" (fixed 2-D sin-cos) or "none"
+    pool: str = "cls"  # "cls": read the CLS token; "mean": average the patch tokens
+    prenorm: bool = True  # LayerNorm before each sub-layer (ViT); False gives the original post-norm Transformer
+    qkv_bias: bool = True  # bias on the query/key/value projection
+    norm_eps: float = 1e-5  # LayerNorm epsilon (PyTorch's default; timm's ViTs use 1e-6)
+
+    def __post_init__(self):
+        if self.patch_size <= 0 or self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"
+            )
+        if self.dim % self.heads != 0:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.pos_embed not in ("learned", "sincos", "none"):
+            raise ValueError(f"pos_embed must be 'learned', 'sincos' or 'none', got {self.pos_embed!r}")
+        if self.pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.pos_embed == "sincos" and self.dim % 4 != 0:
+            raise ValueError(f"sincos positional embedding needs dim divisible by 4, got {self.dim}")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches along one side of the image."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+
+@dataclass
+class CNNConfig(DictConfig):
+    image_size: int = 28  # side of the square input image
+    in_channels: int = 1  # 1 for grayscale
+    num_classes: int = 10  # size of the classification head
+    width: int = 32  # channels of the first conv stage; the second has twice as many
+    hidden: int = 128  # width of the fully connected layer before the head
+    dropout: float = 0.1  # dropout before the head
+
+
+def vit_tiny_mnist(**overrides) -> ViTConfig:
+    """The default recipe's model: 7x7 patches (16 tokens), 3 blocks, D=128."""
+    return ViTConfig(**{**dict(patch_size=7, dim=128, depth=3, heads=4, mlp_ratio=2.0), **overrides})
+
+
+def vit_small_mnist(**overrides) -> ViTConfig:
+    """The longer recipe's model: 4x4 patches (49 tokens), 6 blocks, D=64."""
+    return ViTConfig(**{**dict(patch_size=4, dim=64, depth=6, heads=4, mlp_ratio=2.0), **overrides})
+
+
+def vit_micro_mnist(**overrides) -> ViTConfig:
+    """A very small model for tests and quick classroom demos."""
+    return ViTConfig(**{**dict(patch_size=7, dim=32, depth=2, heads=2, mlp_ratio=2.0), **overrides})
+
+
+PRESETS = {f.__name__: f for f in (vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}

@@ -1,0 +1,19 @@
+"""Layer 3, training: the model-agnostic trainer, objectives, inference and evaluation, checkpoints, named runs
+and recipes. Imports from vitlab.models, vitlab.data and the core modules."""
+
+from .._lazy import lazy_exports
+
+_WHERE = {
+    "TrainConfig": ".config", "resolve_device": ".config", "set_seed": ".config",
+    "History": ".history",
+    "Objective": ".objectives", "CrossEntropy": ".objectives", "labelled_cross_entropy": ".objectives",
+    "map_batches": ".inference", "predict_logits": ".inference",
+    "EvalResult": ".evaluation", "evaluate": ".evaluation",
+    "Trainer": ".trainer",
+    "CheckpointError": ".checkpoints", "save_checkpoint": ".checkpoints", "read_checkpoint": ".checkpoints",
+    "load_model": ".checkpoints", "load_classifier": ".checkpoints",
+    "Run": ".runs", "train_or_load": ".runs", "default_runs_dir": ".runs",
+    "Recipe": ".recipes", "RECIPES": ".recipes", "get_recipe": ".recipes",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
