@@ -18,7 +18,7 @@ import time
 import torch
 
 from vitlab import PRESETS, evaluate, load_dataset, train_or_load
-from vitlab.recipes import RECIPES
+from vitlab.training import RECIPES
 
 
 def main():

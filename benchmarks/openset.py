@@ -11,7 +11,7 @@ ARPL): softmax 0.978, OpenMax 0.981, ARPL 0.996.
                                  [--label-smoothing 0.1] [--knn-k 5] [--eval-set test|val] [--runs DIR]
 
 --objective oe trains with outlier exposure on spliced known digits
-(vitlab.openset.OutlierExposure). Scores: max softmax, max logit, energy, and
+(vitlab.methods.openset.OutlierExposure). Scores: max softmax, max logit, energy, and
 the cosine to the k-th nearest known training image in feature space (Sun et
 al. 2022), on two feature layers: knn on the pre-logit features the classifier
 reads, knn_pooled on the backbone's pooled features (`forward_pool`; for the
@@ -32,12 +32,20 @@ import time
 import numpy as np
 import torch
 
-from vitlab import CNNConfig, evaluate, extract_features, load_dataset, train_or_load
-from vitlab.openset import (SCORES, NearestNeighbourScore, OutlierExposure, auroc, fpr_at_tpr, known_score,
-                            known_unknown_split, open_set_splits)
-from vitlab.recipes import CNN_BASELINE_EPOCHS, RECIPES
-from vitlab.runs import default_runs_dir
-from vitlab.train import predict_logits
+from vitlab import CNNConfig, evaluate, load_dataset, train_or_load
+from vitlab.analysis.features import extract_features
+from vitlab.course.common import CNN_BASELINE_EPOCHS
+from vitlab.methods.openset import (
+    SCORES,
+    NearestNeighbourScore,
+    OutlierExposure,
+    auroc,
+    fpr_at_tpr,
+    known_score,
+    known_unknown_split,
+    open_set_splits,
+)
+from vitlab.training import RECIPES, default_runs_dir, predict_logits
 
 KNN_LAYERS = {"knn": "pre_logits", "knn_pooled": "pooled"}  # score name -> extract_features layer
 ALL_SCORES = (*SCORES, *KNN_LAYERS)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vitlab import PRESETS, ViT
-from vitlab.train import resolve_device
+from vitlab.training import resolve_device
 
 
 def timm_twin(cfg):
@@ -39,7 +39,7 @@ def timm_twin(cfg):
     )
     if cfg.pos_embed == "sincos":
         # timm's ViT has no 2-D sin-cos option: give it the same fixed table, frozen, as vitlab uses.
-        from vitlab.model import sincos_pos_embed_2d
+        from vitlab.models import sincos_pos_embed_2d
 
         table = torch.cat([torch.zeros(1, cfg.dim), sincos_pos_embed_2d(cfg.dim, cfg.grid_size)]).unsqueeze(0)
         m.pos_embed.data.copy_(table)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from vitlab import load_dataset
-from vitlab.features import cluster_metrics, extract_features, pixel_features, umap_2d
-from vitlab.recipes import default_vit_run
+from vitlab.analysis.embedding import cluster_metrics, umap_2d
+from vitlab.analysis.features import extract_features, pixel_features
+from vitlab.course.common import default_vit_run
 
 
 def main():

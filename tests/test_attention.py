@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vitlab import ViT, vit_micro_mnist
-from vitlab.attention import (
+from vitlab.analysis.attention import (
     attention_maps,
     attention_rollout,
     cls_attention,
@@ -15,7 +15,7 @@ from vitlab.attention import (
     token_map,
     upsample_map,
 )
-from vitlab.positions import (
+from vitlab.analysis.positions import (
     neighbour_similarity,
     patch_position_embeddings,
     pca_2d,
@@ -167,7 +167,7 @@ def test_shuffle_patches_keeps_the_patches_and_moves_them():
     x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
     y = shuffle_patches(x, 7, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
-    from vitlab import patchify
+    from vitlab.models import patchify
 
     px, py = patchify(x, 7), patchify(y, 7)
     for b in range(2):  # the same set of patches, in another order

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vitlab.cli import main
-from vitlab.images import ImageError, load_digit, to_mnist_style
+from vitlab.images import ImageError, read_digit, to_mnist_style
 
 
 def _one_line_error(capsys, argv, pattern):
@@ -54,7 +54,7 @@ def test_to_mnist_style_recovers_a_digit(mnist, tmp_path):
     for i in range(5):
         x = mnist.test.images[i]
         _digit_png(tmp_path / f"d{i}.png", x, dark_on_light=(i % 2 == 0))
-        y = load_digit(tmp_path / f"d{i}.png")
+        y = read_digit(tmp_path / f"d{i}.png")
         assert y.shape == (28, 28) and 0 <= y.min() and y.max() <= 1
         # The same digit, re-centred: best overlap within a one-pixel shift.
         cos = max(torch.nn.functional.cosine_similarity(y.roll((dy, dx), (0, 1)).flatten(), x.float().flatten(), dim=0)
@@ -65,10 +65,10 @@ def test_to_mnist_style_recovers_a_digit(mnist, tmp_path):
 def test_image_errors(tmp_path):
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     with pytest.raises(ImageError, match="blank.png: the image is blank"):
-        load_digit(tmp_path / "blank.png")
+        read_digit(tmp_path / "blank.png")
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(ImageError, match="fake.png: not a readable image"):
-        load_digit(tmp_path / "fake.png")
+        read_digit(tmp_path / "fake.png")
     with pytest.raises(ImageError, match="expected a 2-D grayscale image"):
         to_mnist_style(np.zeros((3, 4, 4)))
 

@@ -4,13 +4,13 @@ import re
 
 import pytest
 import torch
+from test_cli import _digit_png, _one_line_error
 
 from vitlab import CNNConfig, SmallCNN, TrainConfig, Trainer, ViT, save_checkpoint, vit_micro_mnist
-from vitlab.checkpoint import load_checkpoint
 from vitlab.cli import main
-from vitlab.openset import known_unknown_split, open_set_data
-
-from test_cli import _digit_png, _one_line_error
+from vitlab.course.finetune import open_set_data
+from vitlab.methods.openset import known_unknown_split
+from vitlab.training import read_checkpoint
 
 
 def _train(model, train_set, path, steps=3):
@@ -36,13 +36,13 @@ def digits(mnist, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["vit", "cnn", "deit"])
 def test_classifiers_evaluate_and_predict(kind, mnist, tmp_path, capsys, digits):
-    from vitlab.distill import DistilledViT, distilled_config
+    from vitlab.models import DeiT, deit_config
 
     torch.manual_seed(0)
     model = {"vit": lambda: ViT(vit_micro_mnist()), "cnn": lambda: SmallCNN(CNNConfig()),
-             "deit": lambda: DistilledViT(distilled_config(vit_micro_mnist()))}[kind]()
+             "deit": lambda: DeiT(deit_config(vit_micro_mnist()))}[kind]()
     ckpt = _train(model, mnist.train.take(500), tmp_path / "c.pt")
-    saved = load_checkpoint(ckpt)
+    saved = read_checkpoint(ckpt)
     assert saved["model_type"] == kind and saved["classes"] == [str(i) for i in range(10)]
     assert saved["data_split"] == mnist.train.split and saved["label_map"] is None
     for split, n in (("test", len(mnist.test)), ("val", len(mnist.val))):
@@ -60,7 +60,7 @@ def test_relabelled_three_class_run_uses_its_own_classes(mnist, tmp_path, capsys
     assert train.info.classes == ("3", "8", "unknown")
     torch.manual_seed(0)
     ckpt = _train(ViT(vit_micro_mnist(num_classes=3)), train, tmp_path / "three.pt")
-    saved = load_checkpoint(ckpt)
+    saved = read_checkpoint(ckpt)
     assert saved["classes"] == ["3", "8", "unknown"]
     assert saved["label_map"] == [2, 2, 2, 0, -1, 2, -1, -1, 1, -1]  # digit -> class; 4, 6, 7, 9 never seen
     assert main(["evaluate", "--checkpoint", str(ckpt)]) == 0
@@ -73,7 +73,7 @@ def test_relabelled_three_class_run_uses_its_own_classes(mnist, tmp_path, capsys
 
     known, _ = known_unknown_split(mnist.train.take(1000), [3, 8])  # two classes, threshold method
     ckpt2 = _train(ViT(vit_micro_mnist(num_classes=2)), known, tmp_path / "two.pt", steps=1)
-    assert load_checkpoint(ckpt2)["classes"] == ["3", "8"]
+    assert read_checkpoint(ckpt2)["classes"] == ["3", "8"]
     assert main(["evaluate", "--checkpoint", str(ckpt2), "--split", "val"]) == 0
     out = capsys.readouterr().out
     n = int(sum((mnist.val.labels == d).sum() for d in (3, 8)))
@@ -81,7 +81,7 @@ def test_relabelled_three_class_run_uses_its_own_classes(mnist, tmp_path, capsys
 
 
 def test_mae_checkpoint_is_refused_with_what_to_do(tmp_path, capsys, digits, mnist):
-    from vitlab.mae import MAE, MAEConfig
+    from vitlab.models import MAE, MAEConfig
 
     torch.manual_seed(0)
     path = tmp_path / "mae.pt"
@@ -102,7 +102,7 @@ def test_mae_checkpoint_is_refused_with_what_to_do(tmp_path, capsys, digits, mni
 def test_checkpoints_from_older_and_newer_versions(mnist, tmp_path, capsys, digits):
     torch.manual_seed(0)
     ckpt = _train(ViT(vit_micro_mnist()), mnist.train.take(500), tmp_path / "new.pt")
-    saved = load_checkpoint(ckpt)
+    saved = read_checkpoint(ckpt)
 
     old = dict(saved)  # what vitlab wrote before it recorded classes, splits and norm_eps
     for k in ("classes", "label_map", "data_split", "normalization"):

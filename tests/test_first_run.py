@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import vitlab.data as vdata
+import vitlab.data.datasets as vdata
 from vitlab import load_dataset
 
 CHECKOUT = Path(__file__).resolve().parents[1]

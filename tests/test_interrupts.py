@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from vitlab.checkpoint import load_checkpoint, load_model, save_checkpoint
+from vitlab.training import load_model, read_checkpoint, save_checkpoint
 
 TRAIN = ["train", "--preset", "vit_micro_mnist", "--epochs", "4", "--batch_size", "64", "--train_subset", "3000",
          "--max_steps_per_epoch", "40", "--no_progress", "--no_tensorboard", "--seed", "2"]
@@ -39,7 +39,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_the_resumed_run_is_exact(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    saved = load_checkpoint(ckpt)  # the last finished epoch's checkpoint is whole
+    saved = read_checkpoint(ckpt)  # the last finished epoch's checkpoint is whole
     assert 1 <= saved["epoch"] < 4, "the run finished before the signal; make its epochs longer"
     hint = [ln for ln in err.splitlines() if "--resume" in ln]
     assert len(hint) == 1 and f"keeps epoch {saved['epoch']}" in hint[0], err
@@ -68,7 +68,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_
     save_checkpoint(path, model, epoch=3)
     before = path.read_bytes()
     # Another process overwrites it with a checkpoint of ~400 MB, and is killed while writing.
-    script = ("import sys, torch; from vitlab.checkpoint import atomic_save; "
+    script = ("import sys, torch; from vitlab.training.checkpoints import atomic_save; "
               "atomic_save({'big': torch.ones(100_000_000)}, sys.argv[1])")
     proc = subprocess.Popen([sys.executable, "-c", script, str(path)])
     t0 = time.monotonic()

@@ -1,4 +1,4 @@
-"""Masked autoencoder (vitlab.mae): masking, loss, shapes, encoder ordering, checkpoints, fine-tuning hand-off."""
+"""Masked autoencoder (vitlab.models.mae, vitlab.methods.mae): masking, loss, shapes, encoder ordering, checkpoints, fine-tuning hand-off."""
 
 import dataclasses
 
@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from vitlab import CheckpointError, TrainConfig, ViT, load_model, save_checkpoint, train_or_load, vit_micro_mnist
-from vitlab.checkpoint import build_model
-from vitlab.mae import MAE, MAEConfig, MAEObjective, encoder_from_mae, encoder_features, linear_probe, random_masking
+from vitlab.analysis.features import extract_features
+from vitlab.analysis.probes import linear_probe
+from vitlab.methods.mae import MAEObjective, encoder_from_mae
+from vitlab.models import MAE, MAEConfig, build_model, random_masking
 
 
 def tiny_cfg(**kw) -> MAEConfig:
@@ -134,14 +136,15 @@ def test_config_round_trip_and_checkpoint(tmp_path):
 
 def test_mismatched_config_is_an_error(tmp_path):
     save_checkpoint(tmp_path / "mae.pt", tiny_mae())
-    from vitlab.checkpoint import load_checkpoint, load_weights
+    from vitlab.training import read_checkpoint
+    from vitlab.training.checkpoints import load_weights
 
     other = MAE(dataclasses.replace(tiny_cfg(), decoder_dim=32))
     with pytest.raises(CheckpointError, match="decoder_dim"):
-        load_weights(other, load_checkpoint(tmp_path / "mae.pt"), tmp_path / "mae.pt")
+        load_weights(other, read_checkpoint(tmp_path / "mae.pt"), tmp_path / "mae.pt")
     wider = MAE(dataclasses.replace(tiny_cfg(), encoder=vit_micro_mnist(pos_embed="sincos", dim=64)))
     with pytest.raises(CheckpointError, match="encoder"):
-        load_weights(wider, load_checkpoint(tmp_path / "mae.pt"), tmp_path / "mae.pt")
+        load_weights(wider, read_checkpoint(tmp_path / "mae.pt"), tmp_path / "mae.pt")
     save_checkpoint(tmp_path / "vit.pt", ViT(vit_micro_mnist()))
     with pytest.raises(CheckpointError, match="not an 'mae'"):
         encoder_from_mae(tmp_path / "vit.pt", num_classes=10)
@@ -191,10 +194,10 @@ def test_pretraining_through_train_or_load_decreases_loss_then_fine_tunes(tmp_pa
     ft = train_or_load("ft", enc.cfg, train, None, ft_tc, runs_dir=tmp_path, init=enc, train_only=["head"],
                        tensorboard=False, progress=False, verbose=False)
     assert torch.equal(ft.model.blocks[0].attn.qkv.weight, enc.blocks[0].attn.qkv.weight)  # frozen, copied
-    feats = encoder_features(enc, val.take(50), kind=("cls+mean", "patches", "cls"))
+    feats = extract_features(enc, val.take(50), layer=("cls+mean", "patches", "cls"))
     assert feats["cls+mean"].shape == (50, 64) and feats["patches"].shape == (50, 16 * 32)
     assert (feats["cls+mean"][:, :32] == feats["cls"]).all()
-    assert encoder_features(enc, val.take(50), "mean").shape == (50, 32)
+    assert extract_features(enc, val.take(50), layer="mean").shape == (50, 32)
 
 
 def test_linear_probe_learns_a_separable_problem():

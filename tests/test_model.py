@@ -2,8 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitlab import AttentionRecorder, ViT, ViTConfig, count_parameters, patchify, unpatchify, vit_micro_mnist
-from vitlab.model import PRESETS, sincos_pos_embed_2d
+from vitlab import ViT, ViTConfig, count_parameters, vit_micro_mnist
+from vitlab.analysis.attention import attention_maps
+from vitlab.models import PRESETS, patchify, sincos_pos_embed_2d, unpatchify
 
 
 def test_patchify_unpatchify_round_trip():
@@ -53,7 +54,8 @@ def test_recorder_uses_named_methods_and_returns_stacked_attention():
     torch.manual_seed(0)
     m = ViT(vit_micro_mnist()).eval()
     x = torch.randn(3, 1, 28, 28)
-    logits, attn = AttentionRecorder(m)(x)
+    r = attention_maps(m, x)  # the one way to capture attention: through forward_features / forward_head
+    logits, attn = r.logits, r.attn
     assert attn.shape == (3, 2, 2, 17, 17)
     assert torch.allclose(logits, m(x), atol=1e-5)
 

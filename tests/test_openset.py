@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vitlab.data import DATASETS, ImageSet
-from vitlab.openset import (
+from vitlab.methods.openset import (
     auroc,
     calibration,
     fpr_at_tpr,
@@ -87,7 +87,7 @@ class _PixelModel(torch.nn.Module):
 
 
 def _sets():
-    from vitlab.openset import noise_images
+    from vitlab.methods.openset import noise_images
 
     imgs = torch.zeros(20, 28, 28, dtype=torch.uint8)
     labels = torch.arange(20) % 2
@@ -98,7 +98,7 @@ def _sets():
 
 
 def test_evaluate_open_set_explicit_and_threshold():
-    from vitlab.openset import evaluate_open_set
+    from vitlab.methods.openset import evaluate_open_set
 
     known, unknowns = _sets()
     r = evaluate_open_set(_PixelModel(True), known, unknowns, method="explicit")
@@ -117,7 +117,7 @@ def test_evaluate_open_set_explicit_and_threshold():
 
 
 def test_nearest_neighbour_score():
-    from vitlab.openset import NearestNeighbourScore
+    from vitlab.methods.openset import NearestNeighbourScore
 
     bank = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 3.0]])
     knn = NearestNeighbourScore(k=1).fit(bank)
@@ -135,7 +135,7 @@ def test_nearest_neighbour_score():
 
 
 def test_splice_digits_joins_two_classes():
-    from vitlab.openset import splice_digits
+    from vitlab.methods.openset import splice_digits
 
     x = torch.stack([torch.full((1, 28, 28), float(c)) for c in range(4)])  # image c is all c
     y = torch.arange(4)
@@ -153,7 +153,7 @@ def test_splice_digits_joins_two_classes():
 
 def test_outlier_exposure_objective():
     from vitlab import ViT, vit_micro_mnist
-    from vitlab.openset import OutlierExposure, splice_digits
+    from vitlab.methods.openset import OutlierExposure, splice_digits
 
     torch.manual_seed(0)
     model = ViT(vit_micro_mnist(num_classes=4))

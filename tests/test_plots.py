@@ -1,13 +1,13 @@
-import pytest
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import numpy as np
 import torch
 
 from vitlab.data import DATASETS
-from vitlab.plots import image_grid, plot_confusion_matrix, plot_history, plot_misclassified
-from vitlab.train import EvalResult, History
+from vitlab.training import EvalResult, History
+from vitlab.viz.plots import image_grid, plot_confusion_matrix, plot_history, plot_misclassified
 
 
 def _history():
@@ -60,7 +60,7 @@ def _grad_history():
 
 
 def test_gradient_flow_figures():
-    from vitlab.plots import group_grad_snapshot, plot_grad_flow, plot_grad_snapshots, plot_run_comparison
+    from vitlab.viz.plots import group_grad_snapshot, plot_grad_flow, plot_grad_snapshots, plot_run_comparison
 
     h = _grad_history()
     fig = plot_grad_flow(h)
@@ -79,7 +79,7 @@ def test_gradient_flow_figures():
 
 
 def test_position_and_attention_figures():
-    from vitlab.plots import plot_attention_distance, plot_cls_attention, plot_position_similarity
+    from vitlab.viz.plots import plot_attention_distance, plot_cls_attention, plot_position_similarity
 
     sim = torch.rand(3, 3, 3, 3)
     fig = plot_position_similarity(sim)
@@ -92,8 +92,8 @@ def test_position_and_attention_figures():
 
 
 def test_open_set_figures():
-    from vitlab.openset import calibration
-    from vitlab.plots import plot_reliability, plot_score_histograms
+    from vitlab.methods.openset import calibration
+    from vitlab.viz.plots import plot_reliability, plot_score_histograms
 
     fig = plot_score_histograms({"known": np.random.rand(50), "unknown": np.random.rand(30) - 0.5}, threshold=0.1)
     ax = fig.axes[0]
@@ -104,7 +104,7 @@ def test_open_set_figures():
 
 
 def test_embedding_map_names_each_group():
-    from vitlab.plots import plot_embedding
+    from vitlab.viz.plots import plot_embedding
 
     coords = np.random.rand(60, 2)
     fig = plot_embedding(coords, np.arange(60) % 3, ["a", "b", "c"], title="map")

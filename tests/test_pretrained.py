@@ -7,14 +7,14 @@ timm = pytest.importorskip("timm")
 from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
 from vitlab import ViT, save_checkpoint, vit_micro_mnist  # noqa: E402
-from vitlab.pretrained import (  # noqa: E402
+from vitlab.methods.pretrained import (
     PretrainedError,
     adapt_input_channels,
+    backbone_from_checkpoint,
     config_from_timm,
-    load_backbone,
-    load_pretrained,
     resample_pos_embed,
     vit_from_timm,
+    vit_from_timm_hub,
 )
 
 
@@ -90,14 +90,14 @@ def test_offline_hub_gives_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(PretrainedError, match="needs internet access"):
-        load_pretrained("vit_tiny_patch16_224")
+        vit_from_timm_hub("vit_tiny_patch16_224")
 
 
 def test_load_pretrained_adapts_the_hub_model(monkeypatch):
     """The hub step replaced by a random model of the same architecture (no download in tests)."""
     monkeypatch.setattr(timm, "create_model", lambda name, pretrained: _timm(img_size=224, patch_size=16, in_chans=3,
                                                                               num_classes=1000))
-    model = load_pretrained("vit_tiny_patch16_224", num_classes=3)
+    model = vit_from_timm_hub("vit_tiny_patch16_224", num_classes=3)
     assert model.cfg.patch_size == 14 and model.cfg.grid_size == 2 and model.cfg.in_channels == 1
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
 
@@ -107,11 +107,11 @@ def test_lab_checkpoint_as_backbone(tmp_path):
     model = ViT(vit_micro_mnist()).eval()
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, model)
-    same = load_backbone(path).eval()
+    same = backbone_from_checkpoint(path).eval()
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(same(x), model(x))
-    three = load_backbone(path, num_classes=3).eval()
+    three = backbone_from_checkpoint(path, num_classes=3).eval()
     assert three.head.out_features == 3
     with torch.no_grad():  # the backbone is unchanged, only the head is new
         assert torch.equal(three.forward_features(x), model.forward_features(x))

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitlab import CheckpointError, TrainConfig, Trainer, ViT, evaluate, set_seed, train_or_load, vit_micro_mnist, vit_tiny_mnist
-from vitlab.train import Objective, layer_of, lr_at
+from vitlab import CheckpointError, TrainConfig, Trainer, ViT, evaluate, train_or_load, vit_micro_mnist, vit_tiny_mnist
+from vitlab.training import Objective, set_seed
+from vitlab.training.trainer import layer_of, lr_at
 
 
 def test_lr_schedule_shapes():
@@ -123,7 +124,7 @@ def test_bad_train_config():
 
 
 def test_history_spikes():
-    from vitlab.train import History
+    from vitlab.training import History
 
     h = History()
     loss = [1.0] * 30
@@ -141,7 +142,7 @@ def test_train_or_load_fine_tunes_from_init_and_freezes(tmp_path, mnist):
     import torch
 
     from vitlab import CheckpointError, ViT, train_or_load, vit_micro_mnist
-    from vitlab.train import TrainConfig
+    from vitlab.training import TrainConfig
 
     torch.manual_seed(0)
     base = ViT(vit_micro_mnist())
@@ -180,7 +181,7 @@ class _Reconstruct:
 
 
 def test_custom_objective_trains_and_is_recorded(mnist, tmp_path):
-    from vitlab import CrossEntropy, Objective
+    from vitlab.training import CrossEntropy, Objective
 
     cfg = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=8, augment=None, label_smoothing=0.0)
     t = mnist.train.take(512)
@@ -222,3 +223,37 @@ def test_training_accuracy_counts_labelled_images_only(mnist, tmp_path):
     h = tr.fit()
     assert h.epochs["train_acc"] == [1.0]
     assert all(a == 1.0 or math.isnan(a) for a in h.steps["acc"])  # nan only for a batch with no label at all
+
+
+def test_validation_leaves_the_global_generator_and_the_mode_alone(mnist):
+    """Validation seeds its own draws (MAE masks) without reseeding the generator training draws from."""
+    from vitlab.training.objectives import CrossEntropy
+
+    class Drawing(CrossEntropy):  # a custom objective that draws, as MAE's masking does
+        def __call__(self, model, x, y):
+            torch.rand(3)
+            return super().__call__(model, x, y)
+
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist())
+    tr = Trainer(model, mnist.train.take(256), mnist.val.take(300), TrainConfig(epochs=1, batch_size=128, augment=None),
+                 progress=False, verbose=False, objective=Drawing())
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    model.train()
+    first = tr._validate()
+    assert torch.equal(torch.rand(4), expected) and model.training
+    assert tr._validate() == first  # the same draws every time
+    loss, acc = first
+    assert 0 <= acc <= 1 and loss > 0
+
+
+def test_shuffled_accuracy_keeps_the_models_mode(mnist):
+    from vitlab.analysis.positions import shuffled_accuracy
+
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist()).train()
+    a = shuffled_accuracy(model, mnist.test.take(200), patch_size=7, seed=1)
+    assert model.training and 0 <= a <= 1
+    assert shuffled_accuracy(model, mnist.test.take(200), patch_size=7, seed=1) == a
