@@ -5,6 +5,7 @@
     vitlab predict --checkpoint runs/NAME/checkpoint.pt my_digit.png [...]
     vitlab download [--dataset mnist]
     vitlab lab [JUPYTERLAB OPTIONS ...]
+    torchrun --nproc_per_node=N -m vitlab train ...   (N processes, DistributedDataParallel)
 
 Any bad flag, missing or unreadable file prints one line, ``vitlab: error: ...``,
 and exits with status 2 (no traceback). `predict` classifies every readable image,
@@ -15,7 +16,7 @@ reports each bad one in a line and exits with status 1 if any failed. Ctrl-C dur
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -142,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(a) -> int:
     from .data import Augment, load_dataset
     from .models.configs import PRESETS, CNNConfig
+    from .training import distributed as dist
     from .training.config import resolve_device
     from .training.evaluation import evaluate
     from .training.recipes import get_recipe
     from .training.runs import default_runs_dir, train_or_load
 
-    resolve_device(a.device)  # fail early on an unavailable device
+    # Fail early on an unavailable device; under torchrun, join the other processes before anything is written.
+    dist.init_from_env(dist.local_device(resolve_device(a.device)))
     recipe = get_recipe(a.recipe)
     if a.model == "cnn":
         mcfg = CNNConfig()
@@ -201,14 +204,28 @@ def _train(a) -> int:
                             tensorboard=not a.no_tensorboard, progress=not a.no_progress, init=init,
                             train_only=train_only)
     except KeyboardInterrupt:
-        print(f"vitlab: interrupted; {_resume_hint(ckpt)}", file=sys.stderr)
+        if dist.is_main():
+            print(f"vitlab: interrupted; {_resume_hint(ckpt)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not dist.is_main():  # every process holds the same model: the main one evaluates and writes, once
+        dist.finish()
+        return 0
+    dist.finish()
     result = evaluate(run.model, data.test)
     print(f"test {result.summary()}")
-    _write_report(run.path, run.model, run.history, result, data.test)
+    _report(run.path, run.model, run.history, result, data.test)
     print(f"wrote {run.path}/: checkpoint.pt, metrics.json, loss_curves.png, confusion_matrix.png, misclassified.png"
           + ("" if a.no_tensorboard else ", tb/ (tensorboard --logdir " + str(run.path / "tb") + ")"))
     return 0
+
+
+def _report(out: Path, model, history, result, test_set) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from .viz.report import write_run_report
+
+    write_run_report(out, model, history, result, test_set)
 
 
 def _resume_hint(ckpt: Path) -> str:
@@ -229,80 +246,22 @@ def _resume_hint(ckpt: Path) -> str:
 _ARGV = None  # the argv `main` was called with, for the resume hint
 
 
-def _write_report(out: Path, model, history, result, test_set) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .viz.plots import plot_confusion_matrix, plot_history, plot_misclassified
-
-    out.mkdir(parents=True, exist_ok=True)
-    classes = list(test_set.info.classes)
-    metrics = {"split": test_set.name, "test_accuracy": result.accuracy, "test_loss": result.loss,
-               "test_errors": result.errors, "test_images": len(result.labels),
-               "parameters": sum(p.numel() for p in model.parameters())}
-    if history is not None:
-        metrics.update(epochs=len(history.epochs.get("epoch", [])),
-                       train_seconds=float(sum(history.epochs.get("seconds", []))),
-                       val_accuracy=history.last("val_acc"))
-        fig = plot_history(history, title=f"{out.name}: training history")
-        fig.savefig(out / "loss_curves.png", dpi=110)
-        plt.close(fig)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    fig = plot_confusion_matrix(result.confusion, classes, title=f"{out.name}: {test_set.name} confusion matrix")
-    fig.savefig(out / "confusion_matrix.png", dpi=110)
-    plt.close(fig)
-    if result.errors:
-        fig = plot_misclassified(result, test_set.images, classes)
-        fig.savefig(out / "misclassified.png", dpi=110)
-        plt.close(fig)
-
-
-def _evaluation_set(ckpt: dict, path: str, split_name: str):
-    """The split a checkpoint is evaluated on: its recorded dataset, validation split and classes, or a one-line
-    refusal when this machine's data does not match them."""
-    from .data import DATASETS, DataError, load_dataset
-
-    dataset = ckpt.get("dataset") or "mnist"
-    if dataset not in DATASETS:
-        raise DataError(f"{path}: trained on an unknown dataset {dataset!r}")
-    rec = ckpt.get("data_split") or {}
-    data = load_dataset(dataset, val_size=rec.get("val_size"), seed=rec.get("seed", 0))
-    if split_name == "val":
-        if not rec:
-            raise DataError(f"{path}: records no validation split (written by an older vitlab), so its validation "
-                            f"images are unknown; use --split test")
-        pool = len(data.train) + len(data.val)
-        if rec.get("pool") != pool:
-            raise DataError(f"{path}: its validation split was drawn from {rec.get('pool')} training images "
-                            f"({rec.get('source')}), but this machine has {pool} ({data.source}); use --split test")
-    eval_set = data.val if split_name == "val" else data.test
-    classes, label_map = list(ckpt["classes"]), ckpt.get("label_map")
-    if label_map is not None:
-        left_out = [data.info.classes[c] for c, m in enumerate(label_map) if m < 0]
-        eval_set = eval_set.relabel({c: m for c, m in enumerate(label_map) if m >= 0}, classes)
-        if left_out:
-            print(f"{dataset} classes {', '.join(left_out)} are not among the model's training labels: left out")
-    elif classes != list(data.info.classes):
-        raise DataError(f"{path}: the model's classes {classes} are not {dataset}'s {list(data.info.classes)}, "
-                        f"and the checkpoint records no mapping between them")
-    return eval_set
-
-
 def _evaluate(a) -> int:
     from .training.checkpoints import load_classifier
     from .training.config import resolve_device
-    from .training.evaluation import evaluate
+    from .training.evaluation import evaluate, evaluation_split
 
     device = resolve_device(a.device)
     model, ckpt = load_classifier(a.checkpoint, map_location=device)
-    split = _evaluation_set(ckpt, a.checkpoint, a.split)
+    split, left_out = evaluation_split(ckpt, a.checkpoint, a.split)
+    if left_out:
+        print(f"{ckpt.get('dataset') or 'mnist'} classes {', '.join(left_out)} are not among the model's training "
+              f"labels: left out")
     result = evaluate(model, split)
     print(f"{a.checkpoint} on {split.name}: {result.summary()}")
     print(result.report)
     if a.out:
-        _write_report(Path(a.out), model, None, result, split)
+        _report(Path(a.out), model, None, result, split)
         print(f"wrote {a.out}/: metrics.json, confusion_matrix.png" + (", misclassified.png" if result.errors else ""))
     return 0
 
@@ -350,8 +309,6 @@ def _download(a) -> int:
 def _lab(extra: list) -> int:
     """JupyterLab on the checkout, opening notebook 01, as `make lab` runs it; as root (a container, a classroom
     image) with --allow-root. JupyterLab replaces this process, so Ctrl-C and signals reach it directly."""
-    import os
-
     from .paths import project_dir
 
     notebooks = project_dir("VITLAB_NOTEBOOKS", "notebooks")
@@ -365,6 +322,10 @@ def _lab(extra: list) -> int:
         cmd.append("--allow-root")
     sys.stdout.flush()
     os.execv(sys.executable, cmd)
+
+
+def _env_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 def main(argv=None) -> int:
@@ -388,7 +349,14 @@ def main(argv=None) -> int:
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}[a.command](a)
     except (CheckpointError, DataError, ImageError, FileNotFoundError, ValueError) as e:
-        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        # Under torchrun every process meets the same bad input: the first one says it.
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__) if _env_rank() == 0 else EXIT_USAGE
+    except RuntimeError as e:
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            raise
+        # A collective failed: another process died, or did not answer within $VITLAB_DIST_TIMEOUT seconds.
+        return _fail(f"process {_env_rank()} of {os.environ['WORLD_SIZE']} stopped: training together failed, another "
+                     f"process died or timed out ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
     except KeyboardInterrupt:
         print("vitlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import ImageSet
+from ..data import DATASETS, DataError, ImageSet, load_dataset
 from .inference import predict_logits
 
 
@@ -58,3 +58,31 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=No
         labels=labels,
         misclassified=wrong,
     )
+
+
+def evaluation_split(ckpt: dict, path, split_name: str = "test") -> tuple[ImageSet, list]:
+    """The split a checkpoint is judged on: its recorded dataset, validation split and classes, relabelled as it
+    was trained; or a one-line `DataError` when this machine's data does not match them. Returns the split and the
+    dataset's class names the model never had (left out)."""
+    dataset = ckpt.get("dataset") or "mnist"
+    if dataset not in DATASETS:
+        raise DataError(f"{path}: trained on an unknown dataset {dataset!r}")
+    rec = ckpt.get("data_split") or {}
+    data = load_dataset(dataset, val_size=rec.get("val_size"), seed=rec.get("seed", 0))
+    if split_name == "val":
+        if not rec:
+            raise DataError(f"{path}: records no validation split (written by an older vitlab), so its validation "
+                            f"images are unknown; use --split test")
+        pool = len(data.train) + len(data.val)
+        if rec.get("pool") != pool:
+            raise DataError(f"{path}: its validation split was drawn from {rec.get('pool')} training images "
+                            f"({rec.get('source')}), but this machine has {pool} ({data.source}); use --split test")
+    eval_set = data.val if split_name == "val" else data.test
+    classes, label_map, left_out = list(ckpt["classes"]), ckpt.get("label_map"), []
+    if label_map is not None:
+        left_out = [data.info.classes[c] for c, m in enumerate(label_map) if m < 0]
+        eval_set = eval_set.relabel({c: m for c, m in enumerate(label_map) if m >= 0}, classes)
+    elif classes != list(data.info.classes):
+        raise DataError(f"{path}: the model's classes {classes} are not {dataset}'s {list(data.info.classes)}, "
+                        f"and the checkpoint records no mapping between them")
+    return eval_set, left_out

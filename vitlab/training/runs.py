@@ -22,6 +22,7 @@ from ..models.registry import build_model, model_type_for_config
 from ..paths import project_dir
 from .checkpoints import CheckpointError, config_mismatch, load_weights, read_checkpoint
 from .config import TrainConfig, set_seed
+from .distributed import is_main
 from .history import History
 from .objectives import Objective
 from .trainer import Trainer
@@ -97,14 +98,14 @@ def train_or_load(
             )
         if ckpt["epoch"] >= train_config.epochs:
             load_weights(model, ckpt, ckpt_path)
-            if verbose:
+            if verbose and is_main():
                 h = History.from_dict(ckpt["history"])
                 va = h.last("val_acc")
                 print(f"loaded finished run {name!r} from {ckpt_path} ({ckpt['epoch']} epochs"
                       + (f", val acc {100 * va:.2f}%)" if va is not None else ")"))
             return Run(model.eval(), History.from_dict(ckpt["history"]), path, trained_now=False)
-    if retrain and ckpt_path.exists():
-        ckpt_path.unlink()
+    if retrain and is_main():
+        ckpt_path.unlink(missing_ok=True)
     if init is not None:
         mine = model.state_dict()
         copy = {k: v for k, v in init.state_dict().items() if k in mine and mine[k].shape == v.shape}
@@ -130,5 +131,5 @@ def train_or_load(
         extra={"run_name": name, **setup},
         objective=objective,
     )
-    history = trainer.fit(resume=True)
+    history = trainer.fit(resume=not retrain)  # not retrain: never the old run another process has not deleted yet
     return Run(trainer.model.eval(), history, path, trained_now=True)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..config import config_diff
 from ..data import UNLABELLED, ImageSet
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from . import distributed as dist
 from .config import TrainConfig, resolve_device
 from .history import History
 from .inference import map_batches, predict_logits
@@ -102,7 +103,12 @@ class Trainer:
         self.config = config or TrainConfig()
         self.custom_objective = objective is not None
         self.objective = objective if objective is not None else CrossEntropy(self.config.label_smoothing)
-        self.device = resolve_device(self.config.device)
+        self.device = dist.local_device(resolve_device(self.config.device))
+        dist.init_from_env(self.device)  # under torchrun: join the process group (once)
+        self.world, self.rank = dist.world_size(), dist.rank()
+        if self.config.batch_size % self.world:
+            raise ValueError(f"batch_size {self.config.batch_size} cannot be split evenly over {self.world} processes; "
+                             f"use a multiple of {self.world}")
         self.model = model.to(self.device)
         self.train_set, self.val_set = train_set, val_set
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -128,6 +134,14 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.stop = False
         self._layer_names = [(name, layer_of(name)) for name, p in model.named_parameters() if p.requires_grad]
+        # One training step as a module, so that DistributedDataParallel can wrap it whatever the objective reads of
+        # the model (an MAE's masking, a DeiT's two heads): DDP all-reduces the gradients of every parameter used.
+        self._step = _ObjectiveStep(self.model, self.objective)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._step = DistributedDataParallel(self._step, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                 else None, find_unused_parameters=self.custom_objective)
 
     def add_callback(self, event: str, fn: Callable) -> None:
         if event not in self.EVENTS:
@@ -141,6 +155,9 @@ class Trainer:
     # ---- checkpoints
 
     def save(self, path: Optional[str | os.PathLike] = None) -> None:
+        """Write the checkpoint (the main process only, when several train together)."""
+        if not dist.is_main():
+            return
         info = self.train_set.info
         save_checkpoint(
             path or self.checkpoint_path,
@@ -204,27 +221,36 @@ class Trainer:
         # back afterwards, so validating does not change what training draws next.
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.config.seed)
-            loss_sum, correct, n = map_batches(self.model, self.val_set, batch_stats, self.config.eval_batch_size,
-                                               self.device).sum(0).tolist()
+            torch.manual_seed(self.config.seed + self.rank)
+            sums = map_batches(self.model, self._val_shard(), batch_stats, self.config.eval_batch_size, self.device)
+        loss_sum, correct, n = dist.all_sum(sums.sum(0).to(self.device)).tolist()
         return loss_sum / n, correct / n
+
+    def _val_shard(self):
+        """This process's share of the validation images (all of them for one process): no image counts twice."""
+        return self.val_set if self.world == 1 else self.val_set.subset(dist.shard(len(self.val_set)))
 
     def _validate(self) -> tuple[float, float]:
         if self.custom_objective:
             return self._validate_objective()
-        logits = predict_logits(self.model, self.val_set, self.config.eval_batch_size, self.device)
-        y = self.val_set.labels
-        return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+        val = self._val_shard()
+        logits = predict_logits(self.model, val, self.config.eval_batch_size, self.device)
+        if self.world == 1:
+            return float(F.cross_entropy(logits, val.labels)), float((logits.argmax(1) == val.labels).float().mean())
+        sums = torch.tensor([float(F.cross_entropy(logits, val.labels, reduction="sum")),
+                             float((logits.argmax(1) == val.labels).sum()), float(len(val))], device=self.device)
+        loss_sum, correct, n = dist.all_sum(sums).tolist()
+        return loss_sum / n, correct / n
 
     def fit(self, resume: bool = False) -> History:
         """Train for the configured epochs; with resume=True continue from checkpoint_path if it exists."""
         c = self.config
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.restore(self.checkpoint_path)
-            if self.verbose and self.epoch < c.epochs:
+            self.restore(self.checkpoint_path)  # every process: all continue from the same state
+            if self.verbose and self.epoch < c.epochs and dist.is_main():
                 print(f"resuming from {self.checkpoint_path} at epoch {self.epoch}/{c.epochs}")
         writer = None
-        if self.tensorboard_dir is not None:
+        if self.tensorboard_dir is not None and dist.is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.step or None)
@@ -242,41 +268,45 @@ class Trainer:
 
     def _train_epoch(self, tqdm, writer) -> None:
         c, e = self.config, self.epoch
-        gen = torch.Generator().manual_seed(c.seed * 1_000_003 + e)  # shuffling and augmentation
-        torch.manual_seed(c.seed * 1_000_003 + e)  # dropout
+        # Shuffling and augmentation: the same draws in every process, which all build the same global batch and
+        # keep their own shard of it, so N processes train on exactly the batches one process would.
+        gen = torch.Generator().manual_seed(c.seed * 1_000_003 + e)
+        torch.manual_seed(c.seed * 1_000_003 + e + 7919 * self.rank)  # dropout, MAE masks: each process its own
+        b = c.batch_size // self.world  # this process's share of each global batch
+        mine = slice(self.rank * b, (self.rank + 1) * b)
         self.model.train()
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = seen_labelled = 0
+        loss_sum, correct, seen, seen_labelled = 0.0, 0, 0, 0
         got_logits = False  # MAE-style objectives return none: no training accuracy then
         batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
         # Pass `disable` only to switch bars off, so tqdm's own TQDM_DISABLE=1 still works otherwise.
-        off = {} if self.progress else {"disable": True}
+        off = {} if self.progress and dist.is_main() else {"disable": True}
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", leave=False, **off)
         for i, (x, y) in enumerate(batches):
             if i >= self.steps_per_epoch:
                 break
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            loss, logits = self.objective(self.model, x, y)  # logits (B, classes), or None
+            x, y = x[mine].to(self.device, non_blocking=True), y[mine].to(self.device, non_blocking=True)  # (b, C, H, W)
+            loss, logits = self._step(x, y)  # logits (b, classes), or None; several processes: through DDP
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # several processes: DDP averages the gradients over them here
             gnorm = self._grad_norms()
             if c.grad_clip > 0 and gnorm > c.grad_clip:
                 torch._foreach_mul_([p.grad for p in self._params if p.grad is not None], c.grad_clip / (gnorm + 1e-6))
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
-            labelled = y != UNLABELLED  # (B,) accuracy counts labelled images only (a transfer set has others)
-            n_lab = int(labelled.sum())
+            labelled = y != UNLABELLED  # (b,) accuracy counts labelled images only (a transfer set has others)
             got_logits = logits is not None
-            acc_b = ((logits.argmax(1) == y) & labelled).sum() if got_logits and n_lab else None
-            loss_sum += loss.detach() * len(y)
-            if acc_b is not None:
-                correct += acc_b
-            seen += len(y)
-            seen_labelled += n_lab
-            loss_v, acc_v = loss.item(), (acc_b.item() / n_lab if acc_b is not None else float("nan"))
+            hits = ((logits.argmax(1) == y) & labelled).sum() if got_logits else torch.zeros((), device=self.device)
+            # loss summed over the batch, right answers, labelled images, images: over all processes
+            stats = torch.stack([loss.detach().float() * len(y), hits.float(), labelled.sum().float(),
+                                 torch.tensor(float(len(y)), device=self.device)])
+            batch_loss, batch_hits, n_lab, n = dist.all_sum(stats).tolist()
+            loss_sum += batch_loss
+            correct += int(batch_hits)
+            seen += int(n)
+            seen_labelled += int(n_lab)
+            loss_v, acc_v = batch_loss / n, (batch_hits / n_lab if got_logits and n_lab else float("nan"))
             for k, v in (("step", self.step), ("epoch", e), ("loss", loss_v), ("acc", acc_v), ("lr", lr), ("grad_norm", gnorm)):
                 self.history.steps[k].append(v)
             if writer is not None:
@@ -306,7 +336,7 @@ class Trainer:
         if writer is not None:
             for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 writer.add_scalar(f"epoch/{k}", ep[k][-1], self.epoch)
-        if self.verbose:
+        if self.verbose and dist.is_main():
             def acc(a):  # objectives without logits (MAE) have no accuracy: say nothing rather than "nan%"
                 return "" if math.isnan(a) else f" acc {100 * a:.2f}%"
 
@@ -316,3 +346,16 @@ class Trainer:
         if self.checkpoint_path is not None:
             self.save()
         self._fire("on_epoch_end")
+
+
+class _ObjectiveStep(nn.Module):
+    """``objective(model, x, y)`` as a module: what DistributedDataParallel wraps. The objective may use any of the
+    model's named methods; the model's parameters are this module's, the objective's (a frozen teacher) are not."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        return self.objective(self.model, x, y)
