@@ -161,3 +161,17 @@ def test_augment_never_mirrors(mnist):
     mirror = x.flip(-1)
     closer_to_mirror = (a - mirror).pow(2).sum((1, 2, 3)) < (a - x).pow(2).sum((1, 2, 3))
     assert closer_to_mirror.float().mean() < 0.2
+
+
+def test_relabel_keeps_mapped_classes_and_records_the_map():
+    from vitlab.data import DATASETS, ImageSet
+
+    s = ImageSet(torch.zeros(10, 28, 28, dtype=torch.uint8), torch.arange(10), DATASETS["mnist"], "t")
+    three = s.relabel({3: 0, 8: 1, 0: 2, 1: 2}, ["3", "8", "unknown"])
+    assert three.labels.tolist() == [2, 2, 0, 1] and three.info.classes == ("3", "8", "unknown")
+    assert three.info.label_map == (2, 2, -1, 0, -1, -1, -1, -1, 1, -1)
+    # relabelling a relabelled set composes the maps back to the original digits
+    two = three.relabel({0: 0, 1: 1}, ["3", "8"])
+    assert two.labels.tolist() == [0, 1] and two.info.label_map == (-1, -1, -1, 0, -1, -1, -1, -1, 1, -1)
+    with pytest.raises(ValueError, match="every new label must be in 0..1"):
+        s.relabel({3: 0, 8: 2}, ["3", "8"])
