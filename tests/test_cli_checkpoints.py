@@ -143,3 +143,22 @@ def test_predict_reports_each_bad_file_and_goes_on(mnist, tmp_path, capsys, digi
     assert len(err) == 4 and err[-1] == "vitlab: 3 of 5 images could not be read"
     assert "empty.png: not a readable image" in err[0] and "notes.txt: not a readable image" in err[1]
     assert "missing.png: file not found" in err[2] and "Traceback" not in cap.err
+
+
+def test_a_checkpoint_of_the_full_data_evaluates_on_the_fallback_test_set(mnist, tmp_path, capsys, monkeypatch):
+    """A model trained on the full MNIST, taken to a machine with only the offline fallback: `--split test` works
+    (a test set is a test set), `--split val` is refused because its validation images are not there."""
+    import vitlab.data.datasets as vdata
+
+    torch.manual_seed(0)
+    model = ViT(vit_micro_mnist())
+    full_split = {"pool": 60000, "val_size": 5000, "seed": 0, "source": "full"}
+    save_checkpoint(tmp_path / "c.pt", model, dataset="mnist", classes=[str(i) for i in range(10)],
+                    data_split=full_split, normalization=(0.1307, 0.3081))
+    monkeypatch.setenv("VITLAB_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv(vdata.MIRROR_ENV, "http://127.0.0.1:9/")  # the discard port: nothing listens, no network
+    monkeypatch.setattr(vdata, "_fallback_warned", True)  # quiet: the fallback is the point here
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    assert re.search(r"on mnist/test: accuracy [\d.]+% \(\d+/1000\)", capsys.readouterr().out)  # the fallback's
+    _one_line_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--split", "val"],
+                    "its validation split was drawn from 60000 training images (full), but this machine has 4000")

@@ -68,7 +68,7 @@ def evaluation_split(ckpt: dict, path, split_name: str = "test") -> tuple[ImageS
     if dataset not in DATASETS:
         raise DataError(f"{path}: trained on an unknown dataset {dataset!r}")
     rec = ckpt.get("data_split") or {}
-    data = load_dataset(dataset, val_size=rec.get("val_size"), seed=rec.get("seed", 0))
+    data = load_dataset(dataset)  # the test set is the same whatever the split; the validation set is not:
     if split_name == "val":
         if not rec:
             raise DataError(f"{path}: records no validation split (written by an older vitlab), so its validation "
@@ -77,6 +77,7 @@ def evaluation_split(ckpt: dict, path, split_name: str = "test") -> tuple[ImageS
         if rec.get("pool") != pool:
             raise DataError(f"{path}: its validation split was drawn from {rec.get('pool')} training images "
                             f"({rec.get('source')}), but this machine has {pool} ({data.source}); use --split test")
+        data = load_dataset(dataset, val_size=rec["val_size"], seed=rec["seed"])  # the model's own split
     eval_set = data.val if split_name == "val" else data.test
     classes, label_map, left_out = list(ckpt["classes"]), ckpt.get("label_map"), []
     if label_map is not None:
