@@ -4,9 +4,22 @@ invariances, the exact sum head, bad inputs, and the sampled data."""
 import pytest
 import torch
 
-from vitlab.methods.sequences import (FeatureTable, SeqModel, SeqTrainConfig, anchor_sequences, fit_sequences,
-                                      sum_accuracy, sum_sequences)
-from vitlab.models.sets import AnchorSetModel, SetConfig, SumSetModel, allow_length, sum_distribution
+from vitlab.methods.sequences import (
+    FeatureTable,
+    SeqModel,
+    SeqTrainConfig,
+    anchor_sequences,
+    fit_sequences,
+    sum_accuracy,
+    sum_sequences,
+)
+from vitlab.models.sets import (
+    AnchorSetModel,
+    SetConfig,
+    SumSetModel,
+    allow_length,
+    sum_distribution,
+)
 
 E = 12
 SUM_KINDS = [("deepsets", "sum", "digits"), ("deepsets", "sum", "regress"), ("deepsets", "mean", "class"),

@@ -10,8 +10,19 @@ from dataclasses import dataclass
 
 import torch
 
-from ..methods.sequences import (EncoderItems, FeatureTable, SeqModel, SeqTrainConfig, SequenceSet, anchor_accuracy,
-                                 anchor_sequences, fit_or_load, image_features, sum_accuracy, sum_sequences)
+from ..methods.sequences import (
+    EncoderItems,
+    FeatureTable,
+    SeqModel,
+    SeqTrainConfig,
+    SequenceSet,
+    anchor_accuracy,
+    anchor_sequences,
+    fit_or_load,
+    image_features,
+    sum_accuracy,
+    sum_sequences,
+)
 from ..models import CNNConfig, SmallCNN
 from ..models.sets import AnchorSetModel, SetConfig, SumSetModel, allow_length
 from .common import default_vit_run, notebook_runs_dir
@@ -106,7 +117,7 @@ class SequenceLab:
 
     def for_split(self, model: SeqModel, split: str) -> SeqModel:
         """The same set model reading `split`'s images (a frozen table swaps its features; an encoder is kept)."""
-        for name, f in self.feats.items():
+        for f in self.feats.values():
             if isinstance(model.embedder, FeatureTable) and model.embedder.features is f["train"]:
                 return SeqModel(model.head, FeatureTable(f[split]))
         return model

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..config import DictConfig
 from ..data import ImageSet
-from ..models.sets import AnchorSetModel, SumSetModel
+from ..models.sets import AnchorSetModel
 from ..training.checkpoints import atomic_save
 from ..training.inference import map_batches
 
@@ -53,7 +53,7 @@ class SequenceSet:
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(1)
 
-    def subset(self, idx) -> "SequenceSet":
+    def subset(self, idx) -> SequenceSet:
         idx = torch.as_tensor(idx, dtype=torch.long)
         pick = (lambda t: None if t is None else t[idx])
         return replace(self, items=self.items[idx], sums=self.sums[idx], anchor=pick(self.anchor), target=pick(self.target))
@@ -201,23 +201,16 @@ class SeqTrainConfig(DictConfig):
     published: bool = False  # the published flaws: zero-image padding with no mask, random horizontal flips
 
 
-def sum_loss(model: SeqModel, out) -> callable:
-    """Loss for the sum head's output and the true sums (regression: MSE on the number, like the published model)."""
-    head = model.head.cfg.head
-
-    def loss(o, y):
-        if head == "regress":
-            return F.mse_loss(o.out, y.float())
-        if head == "digits":
-            return F.nll_loss(o.out, y)  # o.out is already a log-distribution over sums
-        return F.cross_entropy(o.out, y)
-    return loss
-
-
-def _loss(model: SeqModel, out, seqs: SequenceSet, idx):
+def sequence_loss(model: SeqModel, out, seqs: SequenceSet, idx: torch.Tensor) -> torch.Tensor:
+    """The loss of a batch: binary cross-entropy for the anchor task; for the sum, MSE on the number (regression, as
+    the published model), cross-entropy over the sums (class) or the negative log-probability of the true sum under
+    the convolved digit distributions (digits)."""
     if isinstance(model.head, AnchorSetModel):
         return F.binary_cross_entropy_with_logits(out[0], seqs.target[idx])
-    return sum_loss(model, out)(out, seqs.sums[idx])
+    y, head = seqs.sums[idx], model.head.cfg.head
+    if head == "regress":
+        return F.mse_loss(out.out, y.float())
+    return F.nll_loss(out.out, y) if head == "digits" else F.cross_entropy(out.out, y)
 
 
 def fit_sequences(model: SeqModel, train: SequenceSet, cfg: SeqTrainConfig, blank: Optional[int] = None,
@@ -241,7 +234,7 @@ def fit_sequences(model: SeqModel, train: SequenceSet, cfg: SeqTrainConfig, blan
         order = torch.randperm(len(train), generator=gen)
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            loss = _loss(model, model(train, idx, blank, flip), train, idx)
+            loss = sequence_loss(model, model(train, idx, blank, flip), train, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -289,7 +282,7 @@ def anchor_accuracy(model: SeqModel, seqs: SequenceSet) -> dict:
 def image_features(encoder: nn.Module, images: ImageSet, flipped: bool = False, blank: bool = False) -> torch.Tensor:
     """(N, E) pre-logit features of every image, through `map_batches`; with `flipped`, the horizontally flipped
     images' features follow (rows N..2N-1); with `blank`, one last row for an all-zero image."""
-    f = lambda m, x, y: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
+    f = lambda m, x, y: m.forward_head(m.forward_features(x), pre_logits=True)
     parts = [map_batches(encoder, images, f)]
     if flipped:
         parts.append(map_batches(encoder, replace(images, images=images.images.flip(-1)), f))

@@ -11,6 +11,8 @@ connected baseline, which reads the padded concatenation as the published baseli
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -243,15 +245,6 @@ class AnchorSetModel(nn.Module):
         return self.out(self.norm(t[:, 0]))[:, 0], None
 
 
-def count_set_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def max_sum(cfg: SetConfig) -> int:
-    """The largest sum the "class" head can say."""
-    return 9 * cfg.max_len
-
-
 def log_ceiling(p: float, lengths) -> float:
     """The exact-sum accuracy of perfectly combined digits read with accuracy `p`, averaged over `lengths`: p^L."""
     return sum(math.pow(p, n) for n in lengths) / len(lengths)
@@ -263,9 +256,6 @@ def allow_length(model: nn.Module, max_len: int) -> nn.Module:
     if model.cfg.kind == "fc" or (isinstance(model, SumSetModel) and model.cfg.head == "class"):
         raise ValueError(f"a {model.cfg.kind!r} model with a {model.cfg.head!r} head has a fixed maximum length "
                          f"of {model.cfg.max_len}")
-    import copy
-    import dataclasses
-
     m = copy.copy(model)  # shares the parameters; only the config differs
     m.cfg = dataclasses.replace(model.cfg, max_len=max_len)
     return m
