@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from ..config import config_diff
 from ..data import UNLABELLED, ImageSet
-from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from . import distributed as dist
+from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_device
 from .history import History
 from .inference import map_batches, predict_logits
