@@ -207,10 +207,10 @@ def _train(a) -> int:
         if dist.is_main():
             print(f"vitlab: interrupted; {_resume_hint(ckpt)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if not dist.is_main():  # every process holds the same model: the main one evaluates and writes, once
-        dist.finish()
-        return 0
+    main_process = dist.is_main()
     dist.finish()
+    if not main_process:  # every process holds the same model: the main one evaluates and writes, once
+        return 0
     result = evaluate(run.model, data.test)
     print(f"test {result.summary()}")
     _report(run.path, run.model, run.history, result, data.test)
