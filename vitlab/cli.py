@@ -2,7 +2,7 @@
 
     vitlab train [--epochs 12 --batch_size 256 --learning_rate 2e-3 ...] [--name NAME] [--resume]
     vitlab evaluate --checkpoint runs/NAME/checkpoint.pt [--split test]
-    vitlab predict --checkpoint runs/NAME/checkpoint.pt my_digit.png [...]
+    vitlab predict --checkpoint runs/NAME/checkpoint.pt my_digit.png [...] [--explain DIR] [--no-check]
     vitlab download [--dataset mnist]
     vitlab lab [JUPYTERLAB OPTIONS ...]
     torchrun --nproc_per_node=N -m vitlab train ...   (N processes, DistributedDataParallel)
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "checkpoint", required=True, help="path to checkpoint.pt")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size; dark-on-light is inverted)")
     _add(p, "top", type=_positive_int, default=1, help="show the top-k classes (default 1)")
+    _add(p, "explain", metavar="DIR", help="also write DIR/<image>.explain.png: the digit the model saw, its "
+                                             "attention (a transformer) and the probabilities")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the 'is this like a digit?' check (it is fitted once per checkpoint, then cached)")
 
     d = sub.add_parser("download", help="download a dataset into the data cache (needs internet)")
     _add(d, "dataset", default="mnist", choices=sorted(DATASETS))
@@ -267,29 +271,42 @@ def _evaluate(a) -> int:
 
 
 def _predict(a) -> int:
-    import torch
+    from .images import ImageError, read_picture
+    from .methods.reading import DigitReader
 
-    from .images import ImageError, read_digit
-    from .training.checkpoints import load_classifier
-
-    model, ckpt = load_classifier(a.checkpoint)
-    mean, std = ckpt.get("normalization") or (0.0, 1.0)
-    classes = ckpt["classes"]
-    size = model.cfg.image_size
-    k = min(a.top, len(classes))
+    out = Path(a.explain) if a.explain else None
+    if out is not None and out.exists() and not out.is_dir():
+        return _fail(f"--explain {out}: exists and is not a folder")
+    reader = DigitReader.from_checkpoint(a.checkpoint, check=a.check, log=lambda m: print(f"vitlab: {m}", file=sys.stderr))
+    if reader.check_error:
+        print(f"vitlab: warning: no digit check: {reader.check_error}", file=sys.stderr)
+    k = min(a.top, len(reader.classes))
+    width = max(len(str(p)) for p in a.images) + 1
     failed = 0
     for path in a.images:  # one at a time, so a bad file costs only its own line
         try:
-            x = read_digit(path, size=size)[None, None]  # (1, 1, H, W) in [0, 1]
+            picture = read_picture(path)  # (H, W) grayscale, as in the file
+            try:
+                reading = reader.read(picture)
+            except ImageError as e:
+                raise ImageError(f"{path}: {e}") from None
         except (ImageError, OSError) as e:
             failed += 1
             print(f"vitlab: error: {str(e).splitlines()[0]}", file=sys.stderr)
             continue
-        with torch.no_grad():
-            p = model((x - mean) / std).softmax(dim=1)[0]  # (classes,)
-        top = p.topk(k)
-        best = ", ".join(f"{classes[i]} ({v:.1%})" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {best}", flush=True)
+        best = ", ".join(f"{c} ({v:.1%})" for c, v in reading.top(k))
+        flag = ""
+        if reading.digit_like is False:
+            flag = f"  not like a digit? (score {reading.score:.3f} < {reading.threshold:.3f})"
+        print(f"{str(path) + ':':<{width}} {best}{flag}", flush=True)
+        if out is not None:
+            from .viz.reading import plot_reading
+
+            out.mkdir(parents=True, exist_ok=True)
+            png = out / f"{Path(path).stem}.explain.png"
+            plot_reading(reading, title=Path(path).name, picture=picture).savefig(png, dpi=110)
+    if out is not None and failed < len(a.images):
+        print(f"wrote {out}/: one .explain.png per image", file=sys.stderr)
     if failed:
         print(f"vitlab: {failed} of {len(a.images)} images could not be read", file=sys.stderr)
         return EXIT_SOME_FAILED

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -19,8 +20,24 @@ class ImageError(ValueError):
     """An image file cannot be read or holds no digit."""
 
 
-def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
-    """(H, W) grayscale array (any range, any size) -> (size, size) float32 in [0, 1], MNIST style."""
+PREPROCESS_STEPS = ("invert", "crop", "fit_box", "centre_of_mass")  # MNIST's recipe, in order; see to_mnist_style
+
+
+def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterable[str] = ()) -> np.ndarray:
+    """(H, W) grayscale array (any range, any size) -> (size, size) float32 in [0, 1], MNIST style.
+
+    The steps, each of which `skip` can leave out (notebook 11 measures what each one is worth):
+
+    - ``invert``: dark ink on light paper becomes light on dark (the background is what dominates the border);
+    - ``crop``: cut away everything outside the ink's bounding box;
+    - ``fit_box``: scale the ink to fit a `box` x `box` square, keeping its aspect ratio, inside the frame
+      (skipped: stretch it to fill the whole frame);
+    - ``centre_of_mass``: shift so the ink's centre of mass is at the frame's centre (skipped: the box is centred).
+    """
+    skip = set(skip)
+    unknown = skip - set(PREPROCESS_STEPS)
+    if unknown:
+        raise ValueError(f"unknown preprocessing step(s) {sorted(unknown)}; the steps are {PREPROCESS_STEPS}")
     a = np.asarray(img, dtype=np.float32)
     if a.ndim != 2 or min(a.shape) < 1:
         raise ImageError(f"expected a 2-D grayscale image, got shape {a.shape}")
@@ -28,20 +45,23 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray
     if hi - lo < 1e-6:
         raise ImageError("the image is blank (a single colour): no digit to read")
     a = (a - lo) / (hi - lo)
-    # The background is what dominates the border; MNIST wants it dark.
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if np.median(border) > 0.5:
+    if "invert" not in skip and np.median(border) > 0.5:
         a, border = 1.0 - a, 1.0 - border
-    bg = float(np.median(border))  # background level, now the dark side
-    a = np.clip((a - bg) / max(1.0 - bg, 1e-6), 0, 1)
-    if a.max() <= 0:
+    bg = float(np.median(border))  # background level (the dark side, unless inversion was skipped)
+    ink = np.clip((a - bg) / max(1.0 - bg, 1e-6), 0, 1) if bg < 0.5 else a
+    if ink.max() <= 0:
         raise ImageError("no digit found: the image has no foreground against its background")
-    a = a / a.max()
-    rows, cols = np.nonzero(a > 0.1)
-    a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # crop to the ink
+    a = ink / ink.max()
+    if "crop" not in skip:
+        rows, cols = np.nonzero(a > 0.1)
+        a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # crop to the ink
     h, w = a.shape
-    scale = box / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if "fit_box" in skip:
+        nh = nw = size
+    else:
+        scale = box / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     from PIL import Image
 
     small = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS), dtype=np.float32) / 255
@@ -49,8 +69,10 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top : top + nh, left : left + nw] = small
-    # Shift so the centre of mass is at the centre (MNIST's last step).
     total = out.sum()
+    if "centre_of_mass" in skip or total <= 0:
+        return out
+    # Shift so the centre of mass is at the centre (MNIST's last step), never pushing ink out of the frame.
     ys, xs = np.indices(out.shape)
     cy, cx = (ys * out).sum() / total, (xs * out).sum() / total
     dy, dx = int(round((size - 1) / 2 - cy)), int(round((size - 1) / 2 - cx))
@@ -59,8 +81,9 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray
     return np.roll(np.roll(out, dy, axis=0), dx, axis=1)
 
 
-def read_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:
-    """Read a PNG/JPEG/... file of any size as an MNIST-style (size, size) float tensor in [0, 1]."""
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG/JPEG/... file as it is: (H, W) float32 grayscale in [0, 255]. A transparent background is
+    composited on white, so the strokes stay the darker part."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -70,16 +93,30 @@ def read_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                # Transparent background: composite on white so the strokes stay the darker part.
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
-            gray = np.asarray(im.convert("L"), dtype=np.float32)
+            return np.asarray(im.convert("L"), dtype=np.float32)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image file") from None
-    except OSError as e:
+    except (OSError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
+
+
+def read_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:
+    """Read a PNG/JPEG/... file of any size as an MNIST-style (size, size) float tensor in [0, 1]."""
+    gray = read_picture(path)
     try:
         return torch.from_numpy(to_mnist_style(gray, size=size, box=round(size * 20 / 28)))
     except ImageError as e:
-        raise ImageError(f"{path}: {e}") from None
+        raise ImageError(f"{Path(path)}: {e}") from None
+
+
+def restyle(images, skip: Iterable[str] = (), size: int = 28) -> torch.Tensor:
+    """(N, H, W) images (uint8 or float, any range) -> (N, size, size) float in [0, 1], each through
+    `to_mnist_style`: what `vitlab predict` and the drawing pad do to one image, done to many."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim != 3:
+        raise ImageError(f"expected (N, H, W) images, got shape {arr.shape}")
+    box = round(size * 20 / 28)
+    return torch.from_numpy(np.stack([to_mnist_style(a, box=box, size=size, skip=skip) for a in arr]))

@@ -35,6 +35,15 @@ def _features(model, tokens: torch.Tensor, layer: str) -> torch.Tensor:
     return patches.flatten(1)  # "patches": (B, N * D), in patch order
 
 
+def batch_features(model, x: torch.Tensor, layer: str = "pre_logits") -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch (B, C, H, W), one pass: (logits (B, classes), features (B, F) of `layer`). For a model that reads
+    images one at a time (the drawing pad, `vitlab predict`); `extract_features` does a whole dataset."""
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"layer must be one of {FEATURE_LAYERS}, got {layer!r}")
+    tokens = model.forward_features(x)
+    return model.forward_head(tokens), _features(model, tokens, layer)
+
+
 def extract_features(model, data: ImageSet, batch_size: int = 1000, layer="pre_logits"):
     """Features of every image of `data`: (N, F), or {layer: (N, F)} from one pass when `layer` is a tuple.
 

@@ -61,15 +61,17 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=No
 
 
 def evaluation_split(ckpt: dict, path, split_name: str = "test") -> tuple[ImageSet, list]:
-    """The split a checkpoint is judged on: its recorded dataset, validation split and classes, relabelled as it
-    was trained; or a one-line `DataError` when this machine's data does not match them. Returns the split and the
-    dataset's class names the model never had (left out)."""
+    """The split a checkpoint is judged on (or trained on: `split_name="train"`): its recorded dataset, validation
+    split and classes, relabelled as it was trained; or a one-line `DataError` when this machine's data does not
+    match them. Returns the split and the dataset's class names the model never had (left out)."""
     dataset = ckpt.get("dataset") or "mnist"
     if dataset not in DATASETS:
         raise DataError(f"{path}: trained on an unknown dataset {dataset!r}")
     rec = ckpt.get("data_split") or {}
     data = load_dataset(dataset)  # the test set is the same whatever the split; the validation set is not:
-    if split_name == "val":
+    if split_name not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split_name!r}")
+    if split_name in ("train", "val"):
         if not rec:
             raise DataError(f"{path}: records no validation split (written by an older vitlab), so its validation "
                             f"images are unknown; use --split test")
@@ -78,7 +80,7 @@ def evaluation_split(ckpt: dict, path, split_name: str = "test") -> tuple[ImageS
             raise DataError(f"{path}: its validation split was drawn from {rec.get('pool')} training images "
                             f"({rec.get('source')}), but this machine has {pool} ({data.source}); use --split test")
         data = load_dataset(dataset, val_size=rec["val_size"], seed=rec["seed"])  # the model's own split
-    eval_set = data.val if split_name == "val" else data.test
+    eval_set = {"train": data.train, "val": data.val, "test": data.test}[split_name]
     classes, label_map, left_out = list(ckpt["classes"]), ckpt.get("label_map"), []
     if label_map is not None:
         left_out = [data.info.classes[c] for c, m in enumerate(label_map) if m < 0]

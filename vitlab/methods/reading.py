@@ -1,0 +1,101 @@
+"""Reading one digit the way a learner's own drawing or file is read: preprocess, classify, check, explain.
+
+`DigitReader` is the one path from a grayscale picture to an answer, shared by `vitlab predict`,
+`vitlab predict --explain` and the drawing pad:
+
+    picture (H, W) ──to_mnist_style──▶ digit (28, 28) in [0, 1] ──normalise──▶ (1, 1, 28, 28)
+        ──model──▶ probabilities (classes,) · digit-check score · attention rollout (28, 28), for a transformer
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..analysis.attention import attention_maps, attention_rollout, token_map, upsample_map
+from ..images import to_mnist_style
+from ..training.checkpoints import load_classifier
+from .digitcheck import DigitCheck, for_checkpoint
+
+
+@dataclass
+class Reading:
+    digit: np.ndarray  # (28, 28) in [0, 1]: what the model saw
+    probs: np.ndarray  # (classes,)
+    classes: Sequence[str]
+    score: Optional[float] = None  # digit-check score (None: no check)
+    threshold: Optional[float] = None
+    attention: Optional[np.ndarray] = None  # (28, 28) attention rollout from the CLS token; None for a CNN
+
+    @property
+    def predicted(self) -> str:
+        return self.classes[int(self.probs.argmax())]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs.max())
+
+    @property
+    def digit_like(self) -> Optional[bool]:
+        return None if self.score is None else bool(self.score >= self.threshold)
+
+    def top(self, k: int = 1) -> list:
+        order = np.argsort(-self.probs)[:k]
+        return [(self.classes[i], float(self.probs[i])) for i in order]
+
+
+class DigitReader:
+    """A classifier checkpoint, ready to read pictures: its model, class names, normalisation and digit check."""
+
+    def __init__(self, model, classes: Sequence[str], normalization=(0.0, 1.0), check: Optional[DigitCheck] = None):
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.mean, self.std = normalization
+        self.check = check
+        self.has_attention = hasattr(model, "num_prefix_tokens")  # transformers return their attention
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, check: bool = True, log=None) -> "DigitReader":
+        """Load any lab classifier (ViT, CNN, DeiT, a relabelled one). With `check`, fit or load its digit check;
+        when this machine's data cannot rebuild the splits it needs, the reader works without one and `log` says
+        why (`check_error`)."""
+        from ..data import DataError
+
+        model, ckpt = load_classifier(path)
+        reader = cls(model, ckpt["classes"], ckpt.get("normalization") or (0.0, 1.0))
+        reader.check_error = None
+        if check:
+            try:
+                reader.check = for_checkpoint(model, ckpt, path, log=log)
+            except DataError as e:
+                reader.check_error = str(e).splitlines()[0]
+        return reader
+
+    def prepare(self, picture: np.ndarray, skip=()) -> np.ndarray:
+        """Any (H, W) grayscale picture -> the (28, 28) MNIST-style digit the model reads."""
+        size = self.model.cfg.image_size
+        return to_mnist_style(picture, box=round(size * 20 / 28), size=size, skip=skip)
+
+    def read(self, picture: np.ndarray, prepared: bool = False) -> Reading:
+        """Classify one picture (or an already prepared digit, `prepared=True`)."""
+        digit = np.asarray(picture, dtype=np.float32) if prepared else self.prepare(picture)
+        x = (torch.from_numpy(digit)[None, None] - self.mean) / self.std  # (1, 1, H, W)
+        attention = None
+        with torch.no_grad():
+            if self.check is not None:
+                logits, scores = self.check.scores_of_batch(self.model, x)
+                score, threshold = float(scores[0]), self.check.threshold
+            else:
+                logits, score, threshold = self.model(x), None, None
+        if self.has_attention:
+            res = attention_maps(self.model, x)  # attn: (1, L, h, T, T)
+            rollout = attention_rollout(res.attn)[:, 0]  # (1, T): what the CLS token draws on
+            grid = self.model.cfg.image_size // self.model.cfg.patch_size
+            m = token_map(rollout, grid, normalize=True, num_prefix_tokens=res.num_prefix_tokens)  # (1, g, g)
+            attention = upsample_map(m, self.model.cfg.image_size)[0].numpy()  # (28, 28)
+        probs = logits.softmax(-1)[0].numpy()
+        return Reading(digit, probs, self.classes, score, threshold, attention)
