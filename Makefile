@@ -1,6 +1,7 @@
 # vitlab — two commands on a fresh machine:
 #   make lab    set up .venv (when missing) and open the notebook series in JupyterLab
-#   make test   set up .venv (when missing) and run every test: unit tests and all notebooks (FAST mode)
+#   make test   set up .venv (when missing) and run every test: unit tests, all notebooks (FAST mode) and the
+#               widgets in a real browser (needs Debian's chromium: apt-get install chromium)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ SHARED ?= ../shared/data
 TORCH       ?= 2.14.1
 TORCHVISION ?= 0.29.1
 
-.PHONY: setup data lab test train benchmarks clean-runs
+.PHONY: setup data lab test test-browser train benchmarks clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,10 +35,16 @@ data:
 lab: setup data
 	$(BIN)/vitlab lab $(LAB_ARGS)
 
-# Unit tests and every notebook, top to bottom in a fresh kernel, in FAST mode (CI=1).
+# Unit tests and every notebook, top to bottom in a fresh kernel, in FAST mode (CI=1); then the browser tests.
 test: setup data
 	CI=1 TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
-	  --nbval-cell-timeout=1800 tests notebooks
+	  --nbval-cell-timeout=1800 --ignore=tests/browser tests notebooks
+	$(MAKE) test-browser
+
+# The notebooks' widgets used in JupyterLab in a headless Chromium (Playwright, Debian's `chromium` on PATH);
+# a missing chromium fails here rather than skipping. A failure leaves a screenshot in tests/browser/artifacts/.
+test-browser: setup data
+	CI=1 TQDM_DISABLE=1 VITLAB_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/browser
 
 # The default recipe from the command line (writes runs/vit_tiny_mnist/).
 train: setup data
