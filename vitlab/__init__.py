@@ -24,7 +24,7 @@ _WHERE = {
     "save_checkpoint": ".training.checkpoints", "load_model": ".training.checkpoints",
     "CheckpointError": ".training.checkpoints",
     # a user's own images
-    "read_digit": ".images",
+    "read_digit": ".images", "DigitPad": ".viz.digitpad",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

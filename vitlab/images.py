@@ -72,10 +72,12 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
     total = out.sum()
     if "centre_of_mass" in skip or total <= 0:
         return out
-    # Shift so the centre of mass is at the centre (MNIST's last step), never pushing ink out of the frame.
+    # Shift so the centre of mass is at the centre (MNIST's last step), never pushing ink out of the frame. MNIST's
+    # "centre" is pixel (14, 14) of 0..27, not 13.5: its training digits' mass centres average (14.00, 14.01) with
+    # the spread of whole-pixel shifts (std 0.29), so the target is size / 2.
     ys, xs = np.indices(out.shape)
     cy, cx = (ys * out).sum() / total, (xs * out).sum() / total
-    dy, dx = int(round((size - 1) / 2 - cy)), int(round((size - 1) / 2 - cx))
+    dy, dx = int(round(size / 2 - cy)), int(round(size / 2 - cx))
     dy = int(np.clip(dy, -top, size - (top + nh)))
     dx = int(np.clip(dx, -left, size - (left + nw)))
     return np.roll(np.roll(out, dy, axis=0), dx, axis=1)

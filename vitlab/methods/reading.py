@@ -72,7 +72,7 @@ class DigitReader:
             try:
                 reader.check = for_checkpoint(model, ckpt, path, log=log)
             except DataError as e:
-                reader.check_error = str(e).splitlines()[0]
+                reader.check_error = str(e).splitlines()[0].replace("; use --split test", "")
         return reader
 
     def prepare(self, picture: np.ndarray, skip=()) -> np.ndarray:
