@@ -18,7 +18,6 @@ from vitlab.methods.digitcheck import CACHE_SUFFIX, for_checkpoint
 from vitlab.methods.reading import DigitReader
 from vitlab.strokes import DIGIT_STROKES, check_strokes, random_scribble, render_strokes
 
-
 # --------------------------------------------------------------------------- preprocessing, strokes, fonts
 
 

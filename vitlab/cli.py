@@ -300,11 +300,15 @@ def _predict(a) -> int:
             flag = f"  not like a digit? (score {reading.score:.3f} < {reading.threshold:.3f})"
         print(f"{str(path) + ':':<{width}} {best}{flag}", flush=True)
         if out is not None:
+            import matplotlib.pyplot as plt
+
             from .viz.reading import plot_reading
 
             out.mkdir(parents=True, exist_ok=True)
             png = out / f"{Path(path).stem}.explain.png"
-            plot_reading(reading, title=Path(path).name, picture=picture).savefig(png, dpi=110)
+            fig = plot_reading(reading, title=Path(path).name, picture=picture)
+            fig.savefig(png, dpi=110)
+            plt.close(fig)
     if out is not None and failed < len(a.images):
         print(f"wrote {out}/: one .explain.png per image", file=sys.stderr)
     if failed:

@@ -15,3 +15,14 @@ def project_dir(env_var: str, folder: str) -> Path:
     if (checkout / "pyproject.toml").exists():
         return checkout / folder
     return Path.cwd() / folder
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as messages print it: relative to the checkout when inside it (``runs/vit_tiny_mnist/...``), so
+    notebooks' saved outputs and logs never carry this machine's absolute paths; unchanged otherwise."""
+    p = Path(path)
+    checkout = Path(__file__).resolve().parent.parent
+    try:
+        return str(p.resolve().relative_to(checkout))
+    except ValueError:
+        return str(path)

@@ -26,6 +26,7 @@ class AttentionResult:
     grads: Optional[torch.Tensor] = None  # (B, L, h, T, T): d logit[target] / d attn, when asked for
     target: Optional[torch.Tensor] = None  # (B,) the class whose logit was differentiated
     num_prefix_tokens: int = 1  # tokens before the patches (CLS; DeiT adds its distillation token)
+    tokens: Optional[torch.Tensor] = None  # (B, T, D) the final tokens, for features from the same pass
 
     @property
     def probs(self) -> torch.Tensor:
@@ -46,7 +47,7 @@ def attention_maps(model, x: torch.Tensor, with_grads: bool = False, target=None
             with torch.no_grad():
                 tokens, attns = model.forward_features(x, return_attn=True)
                 logits = model.forward_head(tokens)
-            return AttentionResult(logits, torch.stack(attns, dim=1), num_prefix_tokens=prefix)
+            return AttentionResult(logits, torch.stack(attns, dim=1), num_prefix_tokens=prefix, tokens=tokens)
         with torch.enable_grad():
             tokens, attns = model.forward_features(x, return_attn=True)
             for a in attns:

@@ -19,7 +19,7 @@ FEATURE_LAYERS = ("pre_logits", "pooled", "cls", "mean", "cls+mean", "patches")
 TOKEN_LAYERS = ("cls", "mean", "cls+mean", "patches")  # read off a transformer's tokens
 
 
-def _features(model, tokens: torch.Tensor, layer: str) -> torch.Tensor:
+def features_from_tokens(model, tokens: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's features of a batch, from the output of `model.forward_features`: (B, F)."""
     if layer == "pre_logits":
         return model.forward_head(tokens, pre_logits=True)
@@ -33,15 +33,6 @@ def _features(model, tokens: torch.Tensor, layer: str) -> torch.Tensor:
     if layer == "cls+mean":
         return torch.cat([cls, patches.mean(dim=1)], dim=1)
     return patches.flatten(1)  # "patches": (B, N * D), in patch order
-
-
-def batch_features(model, x: torch.Tensor, layer: str = "pre_logits") -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch (B, C, H, W), one pass: (logits (B, classes), features (B, F) of `layer`). For a model that reads
-    images one at a time (the drawing pad, `vitlab predict`); `extract_features` does a whole dataset."""
-    if layer not in FEATURE_LAYERS:
-        raise ValueError(f"layer must be one of {FEATURE_LAYERS}, got {layer!r}")
-    tokens = model.forward_features(x)
-    return model.forward_head(tokens), _features(model, tokens, layer)
 
 
 def extract_features(model, data: ImageSet, batch_size: int = 1000, layer="pre_logits"):
@@ -64,7 +55,7 @@ def extract_features(model, data: ImageSet, batch_size: int = 1000, layer="pre_l
         raise TypeError(f"layer 'pooled' needs a model with forward_pool; {type(model).__name__} has none")
     if set(layers) & set(TOKEN_LAYERS) and not hasattr(model, "num_prefix_tokens"):
         raise TypeError(f"layers {TOKEN_LAYERS} read transformer tokens; {type(model).__name__} has none")
-    out = map_batches(model, data, lambda m, x, y: tuple(_features(m, m.forward_features(x), k) for k in layers),
+    out = map_batches(model, data, lambda m, x, y: tuple(features_from_tokens(m, m.forward_features(x), k) for k in layers),
                       batch_size)
     res = {k: f.numpy() for k, f in zip(layers, out)}
     return res[layer] if isinstance(layer, str) else res

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..analysis.features import batch_features, extract_features
+from ..analysis.features import extract_features
 from ..data import ImageSet
 from ..images import restyle
 from ..training.checkpoints import atomic_save
@@ -57,8 +58,13 @@ class DigitCheck:
         f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
         if f.shape[1] != self.bank.shape[1]:
             raise ValueError(f"features have F={f.shape[1]}, the check was fitted on F={self.bank.shape[1]}")
-        bank = self.bank.float()
+        bank = self._bank32
         return torch.cat([(c @ bank.T).amax(dim=1) for c in f.split(1000)]).numpy()
+
+    @cached_property
+    def _bank32(self) -> torch.Tensor:
+        """The bank in float32, converted once: the pad scores every stroke against all of it."""
+        return self.bank.float()
 
     def digit_like(self, scores) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
@@ -66,12 +72,6 @@ class DigitCheck:
     def scores_of(self, model, data: ImageSet, restyled: bool = True) -> np.ndarray:
         """Scores of a whole set; `restyled` first prepares every image as `predict` does, as the threshold was."""
         return self.score(extract_features(model, _restyled(data) if restyled else data, layer=self.layer))
-
-    def scores_of_batch(self, model, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-        """(B, C, H, W) normalised images -> (logits (B, classes), scores (B,)), one forward pass."""
-        with torch.no_grad():
-            logits, feats = batch_features(model, x, self.layer)
-        return logits, self.score(feats)
 
 
 def _restyled(data: ImageSet) -> ImageSet:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..analysis.attention import attention_maps, attention_rollout, token_map, upsample_map
+from ..analysis.features import features_from_tokens
 from ..images import to_mnist_style
 from ..training.checkpoints import load_classifier
 from .digitcheck import DigitCheck, for_checkpoint
@@ -84,18 +85,20 @@ class DigitReader:
         """Classify one picture (or an already prepared digit, `prepared=True`)."""
         digit = np.asarray(picture, dtype=np.float32) if prepared else self.prepare(picture)
         x = (torch.from_numpy(digit)[None, None] - self.mean) / self.std  # (1, 1, H, W)
-        attention = None
+        attention, score, threshold = None, None, None
         with torch.no_grad():
-            if self.check is not None:
-                logits, scores = self.check.scores_of_batch(self.model, x)
-                score, threshold = float(scores[0]), self.check.threshold
+            if self.has_attention:  # one pass: logits, final tokens and every layer's attention
+                res = attention_maps(self.model, x)  # attn: (1, L, h, T, T), tokens: (1, T, D)
+                logits, tokens = res.logits, res.tokens
+                rollout = attention_rollout(res.attn)[:, 0]  # (1, T): what the CLS token draws on
+                grid = self.model.cfg.image_size // self.model.cfg.patch_size
+                m = token_map(rollout, grid, normalize=True, num_prefix_tokens=res.num_prefix_tokens)  # (1, g, g)
+                attention = upsample_map(m, self.model.cfg.image_size)[0].numpy()  # (28, 28)
             else:
-                logits, score, threshold = self.model(x), None, None
-        if self.has_attention:
-            res = attention_maps(self.model, x)  # attn: (1, L, h, T, T)
-            rollout = attention_rollout(res.attn)[:, 0]  # (1, T): what the CLS token draws on
-            grid = self.model.cfg.image_size // self.model.cfg.patch_size
-            m = token_map(rollout, grid, normalize=True, num_prefix_tokens=res.num_prefix_tokens)  # (1, g, g)
-            attention = upsample_map(m, self.model.cfg.image_size)[0].numpy()  # (28, 28)
+                tokens = self.model.forward_features(x)
+                logits = self.model.forward_head(tokens)
+            if self.check is not None:
+                score = float(self.check.score(features_from_tokens(self.model, tokens, self.check.layer))[0])
+                threshold = self.check.threshold
         probs = logits.softmax(-1)[0].numpy()
         return Reading(digit, probs, self.classes, score, threshold, attention)

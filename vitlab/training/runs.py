@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..config import config_diff
 from ..data import ImageSet
 from ..models.registry import build_model, model_type_for_config
-from ..paths import project_dir
+from ..paths import project_dir, shown
 from .checkpoints import CheckpointError, config_mismatch, load_weights, read_checkpoint
 from .config import TrainConfig, set_seed
 from .distributed import is_main
@@ -59,6 +59,7 @@ def train_or_load(
     init: Optional[nn.Module] = None,
     train_only: Optional[Sequence[str]] = None,
     objective: Optional[Objective] = None,
+    callbacks: Optional[dict] = None,
 ) -> Run:
     """Load run `name` if it finished with this model config and recipe; otherwise (re)train it.
 
@@ -73,7 +74,8 @@ def train_or_load(
     settings is an error.
 
     `objective` replaces the trainer's cross-entropy (see `vitlab.training.objectives.Objective`); its
-    `to_dict()` is recorded like `init` and `train_only`. For callbacks, build a `Trainer` yourself.
+    `to_dict()` is recorded like `init` and `train_only`. `callbacks` maps a Trainer event to the callables
+    added for it (e.g. JEPA's EMA update after each step); they run only while training, not when a run loads.
     """
     model_type = model_type_for_config(model_config)
     path = Path(runs_dir or default_runs_dir()) / name
@@ -101,7 +103,7 @@ def train_or_load(
             if verbose and is_main():
                 h = History.from_dict(ckpt["history"])
                 va = h.last("val_acc")
-                print(f"loaded finished run {name!r} from {ckpt_path} ({ckpt['epoch']} epochs"
+                print(f"loaded finished run {name!r} from {shown(ckpt_path)} ({ckpt['epoch']} epochs"
                       + (f", val acc {100 * va:.2f}%)" if va is not None else ")"))
             return Run(model.eval(), History.from_dict(ckpt["history"]), path, trained_now=False)
     if retrain and is_main():
@@ -131,5 +133,8 @@ def train_or_load(
         extra={"run_name": name, **setup},
         objective=objective,
     )
+    for event, fns in (callbacks or {}).items():
+        for fn in fns:
+            trainer.add_callback(event, fn)
     history = trainer.fit(resume=not retrain)  # not retrain: never the old run another process has not deleted yet
     return Run(trainer.model.eval(), history, path, trained_now=True)

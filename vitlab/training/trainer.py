@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..config import config_diff
 from ..data import UNLABELLED, ImageSet
+from ..paths import shown
 from . import distributed as dist
 from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_device
@@ -247,7 +248,7 @@ class Trainer:
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.restore(self.checkpoint_path)  # every process: all continue from the same state
             if self.verbose and self.epoch < c.epochs and dist.is_main():
-                print(f"resuming from {self.checkpoint_path} at epoch {self.epoch}/{c.epochs}")
+                print(f"resuming from {shown(self.checkpoint_path)} at epoch {self.epoch}/{c.epochs}")
         writer = None
         if self.tensorboard_dir is not None and dist.is_main():
             from torch.utils.tensorboard import SummaryWriter

@@ -136,10 +136,14 @@ class DigitPad(anywidget.AnyWidget):
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if self.reading is not None and isinstance(data, dict):
+            import matplotlib.pyplot as plt
+
             from .reading import plot_reading
 
             buf = io.BytesIO()
-            plot_reading(self.reading, title="drawing pad", picture=self.picture(140)).savefig(buf, format="png", dpi=80)
+            fig = plot_reading(self.reading, title="drawing pad", picture=self.picture(140))
+            fig.savefig(buf, format="png", dpi=80)
+            plt.close(fig)  # the still picture goes in the bundle only, not again as a figure of the cell
             data["image/png"] = buf.getvalue()
             data["text/plain"] = f"DigitPad: {self.reading.predicted} ({self.reading.confidence:.1%})"
         return bundle

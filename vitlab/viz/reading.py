@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Optional
 
 import matplotlib.figure
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..methods.reading import Reading
 from .plots import overlay
@@ -24,7 +24,7 @@ def verdict(reading: Reading) -> str:
 def plot_reading(reading: Reading, title: Optional[str] = None, picture: Optional[np.ndarray] = None) -> matplotlib.figure.Figure:
     """[the picture as given] | the 28 x 28 digit | attention rollout over it (a transformer) | probabilities."""
     panels = (picture is not None) + 1 + (reading.attention is not None) + 1
-    fig = Figure(figsize=(2.6 * panels + 0.6, 2.9), layout="constrained")
+    fig = plt.figure(figsize=(2.6 * panels + 0.6, 2.9), layout="constrained")
     axes = list(fig.subplots(1, panels))
     if picture is not None:
         ax = axes.pop(0)
