@@ -169,6 +169,8 @@ def lab_server(tmp_path_factory) -> LabServer:
         f"--ServerApp.root_dir={REPO}",
         f"--LabApp.user_settings_dir={settings}",
         f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        # Opening a notebook makes a "checkpoint" copy; an absolute folder keeps it out of notebooks/.ipynb_checkpoints.
+        f"--FileCheckpoints.checkpoint_dir={tmp / 'checkpoints'}",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
