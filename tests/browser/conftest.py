@@ -16,7 +16,7 @@ data (the trust database), runtime files, user settings and workspaces are in a 
 nor in the repository.
 
 Without Chromium (Debian: `apt-get install chromium`) or Playwright (`pip install -e '.[dev]'`) the tests skip,
-saying why; under VITLAB_REQUIRE_BROWSER=1 (set by `make test-browser`, so by `make test` and CI) they fail instead.
+saying why; under VITLAB_REQUIRE_BROWSER=1 (set by `.ci/run`, so in CI) they fail instead.
 """
 
 from __future__ import annotations
