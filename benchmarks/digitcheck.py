@@ -15,27 +15,17 @@ Last line: `flagged: mnist test <a>%, fashion <b>%, noise <c>%, scribbles <d>%, 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
+from vitlab.analysis.latency import cpu_model
 from vitlab.course.own_digits import flag_rates, non_digits, score_comparison
 from vitlab.data import load_dataset
 from vitlab.data.fonts import bundled_fonts
 from vitlab.methods.digitcheck import for_checkpoint
 from vitlab.training.checkpoints import load_classifier
 from vitlab.training.evaluation import evaluation_split
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -65,7 +55,7 @@ def main() -> None:
           f"{100 * check.tpr:.0f}% of {len(check.val_scores)} validation digits):")
     for k, r in rates.items():
         print(f"   {k:<15} {100 * r:5.1f}%")
-    print(f"{time.time() - t0:.0f} s on {cpu_name()}, {torch.get_num_threads()} threads")
+    print(f"{time.time() - t0:.0f} s on {cpu_model()}, {torch.get_num_threads()} threads")
     short = {"Fashion-MNIST": "fashion", "uniform noise": "noise"}
     print("flagged: " + ", ".join(f"{short.get(k, k)} {100 * r:.1f}%" for k, r in rates.items()))
 

@@ -140,6 +140,8 @@ def test_predict_reports_each_bad_file_and_goes_on(mnist, tmp_path, capsys, digi
     cap = capsys.readouterr()
     assert code == 1
     out, err = cap.out.strip().splitlines(), cap.err.strip().splitlines()
+    assert err[0].startswith(f"vitlab: fitting the digit check for {ckpt}")  # once, at the first readable image
+    err = err[1:]
     assert [ln.split(":")[0] for ln in out] == [str(digits[0]), str(digits[1])]
     assert len(err) == 4 and err[-1] == "vitlab: 3 of 5 images could not be read"
     assert "empty.png: not a readable image" in err[0] and "notes.txt: not a readable image" in err[1]

@@ -277,15 +277,17 @@ def _predict(a) -> int:
     out = Path(a.explain) if a.explain else None
     if out is not None and out.exists() and not out.is_dir():
         return _fail(f"--explain {out}: exists and is not a folder")
-    reader = DigitReader.from_checkpoint(a.checkpoint, check=a.check, log=lambda m: print(f"vitlab: {m}", file=sys.stderr))
-    if reader.check_error:
-        print(f"vitlab: warning: no digit check: {reader.check_error}", file=sys.stderr)
+    reader = DigitReader.from_checkpoint(a.checkpoint, check=False)
     k = min(a.top, len(reader.classes))
     width = max(len(str(p)) for p in a.images) + 1
     failed = 0
     for path in a.images:  # one at a time, so a bad file costs only its own line
         try:
             picture = read_picture(path)  # (H, W) grayscale, as in the file
+            if a.check and reader.check is None and reader.check_error is None:  # fitted once, for a readable image
+                reader.fit_check(log=lambda m: print(f"vitlab: {m}", file=sys.stderr))
+                if reader.check_error:
+                    print(f"vitlab: warning: no digit check: {reader.check_error}", file=sys.stderr)
             try:
                 reading = reader.read(picture)
             except ImageError as e:

@@ -42,3 +42,17 @@ def measure_latency(model: nn.Module, image_size: int = 28, channels: int = 1, b
     med = statistics.median(times)
     q1, q3 = times[len(times) // 4], times[(3 * len(times)) // 4]
     return {"latency_ms": 1000 * med, "images_per_s": batch_size / med, "iqr_ms": 1000 * (q3 - q1)}
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"), which every reported time must carry."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

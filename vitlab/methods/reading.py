@@ -58,23 +58,31 @@ class DigitReader:
         self.mean, self.std = normalization
         self.check = check
         self.has_attention = hasattr(model, "num_prefix_tokens")  # transformers return their attention
+        self.check_error: Optional[str] = None  # why there is no check, when fitting it failed
+        self._source = None  # (checkpoint path, checkpoint) when loaded from one
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, check: bool = True, log=None) -> "DigitReader":
-        """Load any lab classifier (ViT, CNN, DeiT, a relabelled one). With `check`, fit or load its digit check;
-        when this machine's data cannot rebuild the splits it needs, the reader works without one and `log` says
-        why (`check_error`)."""
-        from ..data import DataError
-
+        """Load any lab classifier (ViT, CNN, DeiT, a relabelled one); with `check`, fit or load its digit check
+        (`fit_check`)."""
         model, ckpt = load_classifier(path)
         reader = cls(model, ckpt["classes"], ckpt.get("normalization") or (0.0, 1.0))
-        reader.check_error = None
+        reader._source = (path, ckpt)
         if check:
-            try:
-                reader.check = for_checkpoint(model, ckpt, path, log=log)
-            except DataError as e:
-                reader.check_error = str(e).splitlines()[0].replace("; use --split test", "")
+            reader.fit_check(log)
         return reader
+
+    def fit_check(self, log=None) -> Optional[DigitCheck]:
+        """Fit (or load from its cache) the digit check of the checkpoint this reader came from. When this machine's
+        data cannot rebuild the splits it needs, the reader goes on without one and `check_error` says why."""
+        from ..data import DataError
+
+        path, ckpt = self._source
+        try:
+            self.check = for_checkpoint(self.model, ckpt, path, log=log)
+        except DataError as e:
+            self.check_error = str(e).splitlines()[0].replace("; use --split test", "")
+        return self.check
 
     def prepare(self, picture: np.ndarray, skip=()) -> np.ndarray:
         """Any (H, W) grayscale picture -> the (28, 28) MNIST-style digit the model reads."""
