@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..models import ViT, ViTConfig
 from ..training.checkpoints import CheckpointError, load_model
+from .jepa import encoder_from_jepa
 from .mae import encoder_from_mae
 
 
@@ -199,7 +200,8 @@ def vit_from_timm_hub(name: str = "vit_tiny_patch16_224", image_size: int = 28, 
 
 
 def backbone_from_checkpoint(path: str | os.PathLike, num_classes: Optional[int] = None) -> ViT:
-    """A ViT from one of the lab's checkpoints (`vitlab train`, a notebook's run, an MAE's encoder), ready to
+    """A ViT from one of the lab's checkpoints (`vitlab train`, a notebook's run, an MAE's or a JEPA's
+    encoder), ready to
     fine-tune.
 
     With `num_classes` different from the checkpoint's, the head is replaced by a
@@ -208,6 +210,8 @@ def backbone_from_checkpoint(path: str | os.PathLike, num_classes: Optional[int]
     model, ckpt = load_model(path)
     if ckpt["model_type"] == "mae":  # an MAE's encoder is a ViT whose head was never trained
         model = encoder_from_mae(model)
+    elif ckpt["model_type"] == "jepa":  # so is a JEPA's context encoder
+        model = encoder_from_jepa(model)
     if not isinstance(model, ViT):
         raise CheckpointError(f"{path}: holds a {type(model).__name__}, not a ViT backbone")
     if num_classes is not None and num_classes != model.cfg.num_classes:
