@@ -45,6 +45,10 @@ def test_each_preprocessing_step_can_be_skipped_and_matters(mnist):
     com = lambda a: ((ys * a).sum() / a.sum(), (xs * a).sum() / a.sum())  # noqa: E731
     assert np.allclose(com(full), 14.0, atol=0.5)  # where MNIST's own digits have their centre of mass
     assert not np.array_equal(outs["centre_of_mass"], full)
+    grainy = photo + np.random.default_rng(0).normal(0, 8, photo.shape)  # paper grain: no crop over the sheet
+    g = to_mnist_style(grainy)  # up to a 1-pixel shift (MNIST's own centring rounds to whole pixels)
+    assert max(np.corrcoef(np.roll(g, (dy, dx), (0, 1)).ravel(), ref.ravel())[0, 1]
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1)) > 0.9
     with pytest.raises(ValueError, match="unknown preprocessing step"):
         to_mnist_style(photo, skip=["deskew"])
     with pytest.raises(ImageError, match="blank"):
@@ -246,3 +250,21 @@ def test_digit_pad_reads_draws_undoes_and_saves(trained, tmp_path):
     cnn_pad = DigitPad(trained / "cnn.pt", check=False)
     cnn_pad.draw(DIGIT_STROKES[1])
     assert cnn_pad.result["attention"] is None and cnn_pad.result["digit_like"] is None
+
+
+def test_pad_and_check_with_a_three_class_model(mnist, tmp_path):
+    """A relabelled checkpoint (notebook 07's 3 / 8 / unknown): the pad shows its own class names, and the check is
+    fitted on the relabelled training and validation splits the checkpoint records."""
+    from vitlab import DigitPad
+    from vitlab.course.finetune import open_set_data
+
+    osd = open_set_data(mnist, [3, 8], [0, 1, 2, 5], fast=True)
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=1, batch_size=64, augment=None, device="cpu", max_steps_per_epoch=3)
+    Trainer(ViT(vit_micro_mnist(num_classes=3)), osd.with_unknown("train"), None, cfg,
+            checkpoint_path=tmp_path / "three.pt", progress=False, verbose=False).fit()
+    pad = DigitPad(tmp_path / "three.pt")
+    pad.draw(DIGIT_STROKES[3])
+    assert pad.result["classes"] == ["3", "8", "unknown"] and len(pad.result["probs"]) == 3
+    n_known = int(sum((mnist.val.labels == d).sum() for d in (0, 1, 2, 3, 5, 8)))
+    assert len(pad.reader.check.val_scores) == n_known  # digits 4, 6, 7, 9 were never the model's: left out

@@ -49,7 +49,12 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
     if "invert" not in skip and np.median(border) > 0.5:
         a, border = 1.0 - a, 1.0 - border
     bg = float(np.median(border))  # background level (the dark side, unless inversion was skipped)
-    ink = np.clip((a - bg) / max(1.0 - bg, 1e-6), 0, 1) if bg < 0.5 else a
+    # Paper grain and sensor noise: anything within 4 robust standard deviations of the background is background,
+    # or a few noisy pixels far from the digit would stretch the crop over the whole sheet. A clean image (MNIST's
+    # own, a drawing) has no spread in its border, so nothing changes for it.
+    noise = 1.4826 * float(np.median(np.abs(border - bg)))
+    floor = bg + 4 * noise
+    ink = np.clip((a - floor) / max(1.0 - floor, 1e-6), 0, 1) if bg < 0.5 else a
     if ink.max() <= 0:
         raise ImageError("no digit found: the image has no foreground against its background")
     a = ink / ink.max()
