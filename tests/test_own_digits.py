@@ -49,6 +49,8 @@ def test_each_preprocessing_step_can_be_skipped_and_matters(mnist):
     g = to_mnist_style(grainy)  # up to a 1-pixel shift (MNIST's own centring rounds to whole pixels)
     assert max(np.corrcoef(np.roll(g, (dy, dx), (0, 1)).ravel(), ref.ravel())[0, 1]
                for dy in (-1, 0, 1) for dx in (-1, 0, 1)) > 0.9
+    noise = to_mnist_style(np.random.default_rng(1).uniform(0, 1, (64, 64)))  # no digit, yet something to judge
+    assert noise.shape == (28, 28) and (noise > 0.1).mean() > 0.1
     with pytest.raises(ValueError, match="unknown preprocessing step"):
         to_mnist_style(photo, skip=["deskew"])
     with pytest.raises(ImageError, match="blank"):

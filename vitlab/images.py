@@ -51,9 +51,10 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
     bg = float(np.median(border))  # background level (the dark side, unless inversion was skipped)
     # Paper grain and sensor noise: anything within 4 robust standard deviations of the background is background,
     # or a few noisy pixels far from the digit would stretch the crop over the whole sheet. A clean image (MNIST's
-    # own, a drawing) has no spread in its border, so nothing changes for it.
+    # own, a drawing) has no spread in its border, so nothing changes for it. The floor is capped so that an image
+    # that is all noise still yields its brightest quarter, for the classifier and the digit check to judge.
     noise = 1.4826 * float(np.median(np.abs(border - bg)))
-    floor = bg + 4 * noise
+    floor = bg + min(4 * noise, 0.25)
     ink = np.clip((a - floor) / max(1.0 - floor, 1e-6), 0, 1) if bg < 0.5 else a
     if ink.max() <= 0:
         raise ImageError("no digit found: the image has no foreground against its background")
