@@ -117,7 +117,7 @@ def test_checkpoints_from_older_and_newer_versions(mnist, tmp_path, capsys, digi
                     "records no validation split (written by an older vitlab)")
 
     for change, message in (({"version": 7}, "checkpoint version 7 is not supported"),
-                            ({"model_type": "jepa"}, "unknown model type 'jepa' (written by a newer vitlab?)"),
+                            ({"model_type": "dino"}, "unknown model type 'dino' (written by a newer vitlab?)"),
                             ({"format": "something-else"}, "not a vitlab checkpoint"),
                             ({"classes": ["a", "b"]}, "records 2 class names for a model with 10 outputs")):
         torch.save({**saved, **change}, tmp_path / "x.pt")
