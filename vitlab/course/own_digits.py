@@ -59,19 +59,20 @@ def preprocessing_ablation(models: dict, photos: np.ndarray, labelled: ImageSet)
     return table
 
 
-def non_digits(n: int, fashion: ImageSet, seed: int = 0, fonts=None) -> dict:
+def non_digits(n: int, fashion: ImageSet | None, seed: int = 0, fonts=None) -> dict:
     """Pictures that are no digit, as a user could hand them to `predict`: {kind: (M, H, W) float array}.
 
-    fashion: Fashion-MNIST images; noise: uniform pixel noise; scribbles: 1-3 random pen strokes of 2-6 points;
-    letters: a-z and A-Z printed in matplotlib's bundled fonts (or `fonts`).
+    fashion: Fashion-MNIST images (left out when None: offline, with no copy in data/); noise: uniform pixel noise;
+    scribbles: 1-3 random pen strokes of 2-6 points; letters: a-z and A-Z printed in matplotlib's bundled fonts
+    (or `fonts`).
     """
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fonts without Latin letters are skipped; the count shows in the result
         letters, _ = render_chars(string.ascii_letters, bundled_fonts() if fonts is None else fonts)
     pick = rng.permutation(len(letters))[:n]
-    return {
-        "Fashion-MNIST": fashion.images[:n].numpy().astype(np.float32) / 255,
+    out = {} if fashion is None else {"Fashion-MNIST": fashion.images[:n].numpy().astype(np.float32) / 255}
+    return out | {
         "uniform noise": rng.uniform(0, 1, (n, 28, 28)).astype(np.float32),
         "scribbles": np.stack([render_strokes(random_scribble(rng), size=112) for _ in range(n)]),
         "letters": np.stack([letters[i] for i in pick]),
