@@ -22,10 +22,16 @@ flattened patch tokens, test accuracy after fine-tuning on 1,000 labels).
 from __future__ import annotations
 
 import os
-import platform
-import time
+import sys
 
-import torch
+# This file's name is the standard library's `ssl`, which torch imports: `python benchmarks/ssl.py` puts this folder
+# first on sys.path, where it would shadow the real module. Take the folder off before anything else is imported.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
 
 from vitlab.analysis.embedding import knn_accuracy
 from vitlab.analysis.features import pixel_features
