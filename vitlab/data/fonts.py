@@ -23,11 +23,13 @@ class FontError(ValueError):
 
 
 def bundled_fonts() -> list:
-    """matplotlib's own fonts (DejaVu, STIX, Computer Modern), minus the symbol-only ones."""
+    """matplotlib's own fonts (DejaVu, STIX, Computer Modern), minus the symbol-only ones and DejaVu's "Display"
+    subsets (a handful of glyphs, no digits)."""
     import matplotlib
 
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    skip = ("STIXSiz", "STIXNonUni", "cmex", "cmsy", "cmmi", "LastResort")  # symbols and fallbacks, no digits
+    skip = ("STIXSiz", "STIXNonUni", "cmex", "cmsy", "cmmi", "LastResort",  # symbols and fallbacks, no digits
+            "DejaVuSansDisplay", "DejaVuSerifDisplay")
     return sorted(p for p in folder.glob("*.ttf") if not p.name.startswith(skip))
 
 

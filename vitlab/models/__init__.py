@@ -1,5 +1,5 @@
-"""Layer 2, models: the ViT, the CNN baseline, the MAE and DeiT, their configs and presets, and the registry that
-maps a checkpoint's kind to its class. Imports only from vitlab.data and the core modules."""
+"""Layer 2, models: the ViT, the CNN baseline, the MAE, DeiT and the conditional VAE, their configs and presets,
+and the registry that maps a checkpoint's kind to its class. Imports only from vitlab.data and the core modules."""
 
 from .._lazy import lazy_exports
 
@@ -9,6 +9,7 @@ _WHERE = {
     "ViT": ".vit", "patchify": ".vit", "unpatchify": ".vit", "sincos_pos_embed_2d": ".vit", "count_parameters": ".vit",
     "SmallCNN": ".cnn",
     "MAE": ".mae", "MAEConfig": ".mae", "random_masking": ".mae", "unnormalize": ".mae",
+    "CVAE": ".cvae", "CVAEConfig": ".cvae",
     "DeiT": ".deit", "DeiTConfig": ".deit", "deit_config": ".deit",
     "MODEL_TYPES": ".registry", "CLASSIFIERS": ".registry", "build_model": ".registry", "model_type_of": ".registry",
 }

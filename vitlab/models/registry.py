@@ -1,8 +1,8 @@
 """Which model class a checkpoint's kind names: one explicit table, no import side effects.
 
-A checkpoint stores its model's kind ("vit", "cnn", "mae", "deit", "jepa") and config; `build_model` turns the two
-back into a network. Every architecture a checkpoint can hold lives in `vitlab.models`, so this table can name them
-all.
+A checkpoint stores its model's kind ("vit", "cnn", "mae", "deit", "jepa", "cvae") and config; `build_model` turns
+the two back into a network. Every architecture a checkpoint can hold lives in `vitlab.models`, so this table can
+name them all.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from .cnn import SmallCNN
 from .configs import CNNConfig, ViTConfig
+from .cvae import CVAE, CVAEConfig
 from .deit import DeiT, DeiTConfig
 from .jepa import JEPA, JEPAConfig
 from .mae import MAE, MAEConfig
@@ -25,12 +26,14 @@ MODEL_TYPES = {
     "deit": (DeiTConfig, DeiT),
     "mae": (MAEConfig, MAE),
     "jepa": (JEPAConfig, JEPA),
+    "cvae": (CVAEConfig, CVAE),
 }
 # what each kind is, for messages
 ABOUT = {"vit": "a ViT classifier", "cnn": "a CNN classifier", "deit": "a distilled ViT classifier (DeiT)",
          "mae": "an MAE (a masked autoencoder: it reconstructs pixels and has no trained classifier)",
          "jepa": "an I-JEPA (context and target encoders + predictor: it predicts representations and has no trained "
-                 "classifier)"}
+                 "classifier)",
+         "cvae": "a conditional VAE (a generator of labelled digits, not a classifier)"}
 CLASSIFIERS = ("vit", "cnn", "deit")  # the kinds that map images to class logits
 
 
