@@ -1,5 +1,5 @@
 """Notebook 12: the I-JEPA pre-training runs (block and scattered masking), the collapse demonstration, and few-label
-fine-tuning from the JEPA encoder. Shared with benchmarks/ssl.py, which trains the same runs the notebook loads."""
+fine-tuning from the JEPA encoder. Shared with benchmarks/self_supervised.py, which trains the same runs the notebook loads."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .common import FAST_EPOCHS, FAST_TRAIN_IMAGES, notebook_runs_dir
 from .mae import labelled_subset, mae_finetune_config
 
 # Full mode. Notebook 09's MAE pre-trains 30 epochs; a JEPA step costs about twice an MAE step on this CPU (the target
-# encoder reads all 17 tokens and the predictor runs once per target group; benchmarks/ssl.py measures the ratio in
+# encoder reads all 17 tokens and the predictor runs once per target group; benchmarks/self_supervised.py measures the ratio in
 # one process), so the same wall-clock budget buys about half the epochs.
 JEPA_PRETRAIN_EPOCHS = 15
 BLOCK_STOPPED_AT = 3  # full mode: block masking fell behind scattered on validation and was stopped after 3 epochs

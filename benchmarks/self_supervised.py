@@ -13,7 +13,7 @@
    token flattened; raw pixels as the floor), and fine-tuning with 100 and 1,000 labels (notebook 09's recipe and
    images) from the JEPA encoder, from the MAE encoder and from scratch. One seed each: no spread.
 
-    python benchmarks/ssl.py
+    python benchmarks/self_supervised.py
 
 Last line: `jepa linear <a>% knn <b>% 1k-label <c>%; mae linear <d>% knn <e>% 1k-label <f>%` (linear probe and 5-NN on
 flattened patch tokens, test accuracy after fine-tuning on 1,000 labels).
@@ -22,12 +22,6 @@ flattened patch tokens, test accuracy after fine-tuning on 1,000 labels).
 from __future__ import annotations
 
 import os
-import sys
-
-# This file's name is the standard library's `ssl`, which torch imports: `python benchmarks/ssl.py` puts this folder
-# first on sys.path, where it would shadow the real module. Take the folder off before anything else is imported.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 import platform  # noqa: E402
 import time  # noqa: E402
 
