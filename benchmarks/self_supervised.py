@@ -22,13 +22,13 @@ flattened patch tokens, test accuracy after fine-tuning on 1,000 labels).
 from __future__ import annotations
 
 import os
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
 
 from vitlab.analysis.embedding import knn_accuracy
 from vitlab.analysis.features import pixel_features
+from vitlab.analysis.latency import cpu_model
 from vitlab.analysis.probes import linear_probe
 from vitlab.course.jepa import (
     BLOCK_STOPPED_AT,
@@ -43,20 +43,10 @@ from vitlab.data import load_dataset
 from vitlab.training.evaluation import evaluate
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     t_start = time.time()
     data = load_dataset("mnist")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
 
     print("1. budget: seconds per pre-training step, measured in this process (batch 256, median of 3 turns)")
     step = pretrain_step_seconds(data)

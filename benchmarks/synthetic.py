@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
 
+from vitlab.analysis.latency import cpu_model
 from vitlab.analysis.robustness import mean_corrupted_accuracy, robustness_curves
 from vitlab.course import synthetic as S
 from vitlab.data import load_dataset
@@ -36,14 +36,6 @@ from vitlab.training.evaluation import evaluate
 ROBUST_N = 2000  # test digits the corruption sweeps run on (each sweep point is a full pass)
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def pm(xs) -> str:
@@ -112,8 +104,8 @@ def main() -> None:
         print(f"   full data: clean accuracy change with synthetic {100 * (clean['mix'] - clean['real']):+.2f} points; "
               f"mean corrupted accuracy change {100 * (mca['full mix'] - mca['full real']):+.2f} points")
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};"
-          f" {time.time() - t0:.0f} s (runs already on disk are loaded, not retrained)")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};"
+          f" {time.time() - t0:.0f} s (runs found on disk are loaded; missing ones are trained)")
     print(f"zero-real-label accuracy {pm(zero)}%; 10 labels/class: real {pm(few[10, 'real'])}% -> "
           f"with synthetic {pm(few[10, best])}%")
 
