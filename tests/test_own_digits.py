@@ -270,3 +270,12 @@ def test_pad_and_check_with_a_three_class_model(mnist, tmp_path):
     assert pad.result["classes"] == ["3", "8", "unknown"] and len(pad.result["probs"]) == 3
     n_known = int(sum((mnist.val.labels == d).sum() for d in (0, 1, 2, 3, 5, 8)))
     assert len(pad.reader.check.val_scores) == n_known  # digits 4, 6, 7, 9 were never the model's: left out
+
+
+def test_mean_corrupted_accuracy_leaves_out_each_sweeps_clean_level():
+    from vitlab.analysis.robustness import mean_corrupted_accuracy
+
+    curves = {"thickness": {"levels": [-1, 0, 1, 2], "A": [0.4, 1.0, 0.9, 0.6]},  # clean is the second level here
+              "rotation": {"levels": [0, 15], "A": [1.0, 0.8]}, "scale": {"levels": [1.0, 0.5], "A": [1.0, 0.2]}}
+    assert mean_corrupted_accuracy(curves, "A") == pytest.approx((0.4 + 0.9 + 0.6 + 0.8 + 0.2) / 5)
+    assert mean_corrupted_accuracy(curves, "A", skip_clean=False) == pytest.approx(np.mean([0.4, 1, .9, .6, 1, .8, 1, .2]))

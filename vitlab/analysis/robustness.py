@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..data import ImageSet
-from ..data.corruptions import SWEEPS, corrupt_set
+from ..data.corruptions import CLEAN, SWEEPS, corrupt_set
 from ..training.evaluation import evaluate
 
 
@@ -32,6 +32,7 @@ def robustness_curves(models: Mapping, data: ImageSet, sweeps: Optional[Mapping[
 
 
 def mean_corrupted_accuracy(curves: dict, model: str, skip_clean: bool = True) -> float:
-    """The mean accuracy over every corruption and level (the clean first level of each sweep left out)."""
-    accs = [a for row in curves.values() for a in (row[model][1:] if skip_clean else row[model])]
+    """The mean accuracy over every corruption and level, the clean level of each sweep (`CLEAN`) left out."""
+    accs = [a for kind, row in curves.items() for level, a in zip(row["levels"], row[model])
+            if not (skip_clean and level == CLEAN.get(kind))]
     return float(np.mean(accs))

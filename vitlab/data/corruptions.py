@@ -102,7 +102,11 @@ CORRUPTIONS: dict[str, Callable] = {
     "rotation": rotation, "shear": shear, "scale": scale, "shift": shift, "thickness": thickness,
     "noise": noise, "blur": blur, "occlusion": occlusion, "inversion": inversion,
 }
-# Levels for a sweep, the clean level first: what notebook 11 plots and a robustness table averages over.
+# The level at which each corruption leaves the digit as it is.
+CLEAN: dict[str, float] = {"rotation": 0, "shear": 0, "scale": 1.0, "shift": 0, "thickness": 0, "noise": 0, "blur": 0,
+                           "occlusion": 0, "inversion": 0}
+# Levels for a sweep, in increasing order of the corruption's unit (the clean level among them): what notebook 11
+# plots and a robustness table averages over.
 SWEEPS: dict[str, tuple] = {
     "rotation": (0, 15, 30, 45, 60), "shear": (0, 0.2, 0.4, 0.6), "scale": (1.0, 0.8, 0.6, 0.4),
     "shift": (0, 2, 4, 6), "thickness": (-1, 0, 1, 2), "noise": (0, 0.2, 0.4, 0.6), "blur": (0, 0.5, 1.0, 1.5, 2.0),
