@@ -5,7 +5,6 @@ callbacks, so the Trainer stays model-agnostic), and an encoder taken out as a c
 from __future__ import annotations
 
 import copy
-import os
 from typing import Optional
 
 import torch
@@ -15,7 +14,7 @@ from ..analysis.features import extract_features
 from ..data import ImageSet
 from ..models import ViT
 from ..models.jepa import JEPA
-from ..training.checkpoints import CheckpointError, load_model
+from ..training.checkpoints import model_or_checkpoint
 from ..training.inference import map_batches
 from ..training.objectives import Objective
 
@@ -95,14 +94,7 @@ def encoder_from_jepa(source, num_classes: Optional[int] = None, which: str = "c
     """
     if which not in ENCODERS:
         raise ValueError(f"which must be one of {ENCODERS}, got {which!r}")
-    if isinstance(source, (str, os.PathLike)):
-        model, ckpt = load_model(source)
-        if not isinstance(model, JEPA):
-            raise CheckpointError(f"{source}: holds a {ckpt['model_type']!r} model, not a 'jepa' one")
-    elif isinstance(source, JEPA):
-        model = source
-    else:
-        raise TypeError(f"encoder_from_jepa takes a JEPA or the path of a JEPA checkpoint, got {type(source).__name__}")
+    model = model_or_checkpoint(source, JEPA, "a 'jepa'", "a JEPA", "encoder_from_jepa")
     vit = copy.deepcopy(model.encoder if which == "context" else model.teacher()).eval()
     vit.requires_grad_(True)  # the target encoder was frozen for pre-training; a classifier trains every weight
     if num_classes is not None:

@@ -4,14 +4,13 @@ and the reconstruction loss over a dataset. The model itself is `vitlab.models.m
 from __future__ import annotations
 
 import copy
-import os
 from typing import Optional
 
 import torch
 
 from ..models import MAE, ViT
 from ..models.mae import check_mask_ratio
-from ..training.checkpoints import CheckpointError, load_model
+from ..training.checkpoints import model_or_checkpoint
 from ..training.inference import map_batches
 from ..training.objectives import Objective
 
@@ -44,14 +43,7 @@ def encoder_from_mae(source, num_classes: Optional[int] = None) -> ViT:
     copied; the classification head is freshly initialised when `num_classes` is given (MAE never trains it),
     otherwise copied as it is.
     """
-    if isinstance(source, (str, os.PathLike)):
-        model, ckpt = load_model(source)
-        if not isinstance(model, MAE):
-            raise CheckpointError(f"{source}: holds a {ckpt['model_type']!r} model, not an 'mae' one")
-    elif isinstance(source, MAE):
-        model = source
-    else:
-        raise TypeError(f"encoder_from_mae takes an MAE or the path of an MAE checkpoint, got {type(source).__name__}")
+    model = model_or_checkpoint(source, MAE, "an 'mae'", "an MAE", "encoder_from_mae")
     vit = copy.deepcopy(model.encoder).eval()  # a ViT already: the MAE runs it through its named methods
     if num_classes is not None:
         vit.reset_classifier(num_classes)

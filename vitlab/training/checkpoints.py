@@ -157,6 +157,21 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model_from_checkpoint(ckpt, path, map_location), ckpt
 
 
+def model_or_checkpoint(source, cls: type, kind: str, what: str, caller: str) -> nn.Module:
+    """`source`, a `cls` model or the path of a checkpoint holding one, as that model; one clear error otherwise.
+
+    `kind` and `what` name it in the errors ("an 'mae'" / "an MAE"), `caller` is the function that asked for it.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        model, ckpt = load_model(source)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{source}: holds a {ckpt['model_type']!r} model, not {kind} one")
+        return model
+    if isinstance(source, cls):
+        return source
+    raise TypeError(f"{caller} takes {what} or the path of {what} checkpoint, got {type(source).__name__}")
+
+
 def load_classifier(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """`load_model` for a checkpoint that must hold a classifier: anything else is refused in one line.
 
