@@ -257,3 +257,33 @@ def test_shuffled_accuracy_keeps_the_models_mode(mnist):
     a = shuffled_accuracy(model, mnist.test.take(200), patch_size=7, seed=1)
     assert model.training and 0 <= a <= 1
     assert shuffled_accuracy(model, mnist.test.take(200), patch_size=7, seed=1) == a
+
+
+def test_weight_average_is_what_validation_and_the_checkpoint_use(mnist, tmp_path):
+    t = _trainer(mnist, tmp_path, epochs=1, ema_decay=0.9)
+    live = []
+    t.add_callback("on_epoch_end", lambda tr: live.append({k: v.clone() for k, v in tr.model.state_dict().items()}))
+    t.fit()
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    # The saved model is the average, not the last weights; the last weights are kept for resuming.
+    assert all(torch.equal(ckpt["train_weights"][k], v) for k, v in live[0].items())
+    assert not torch.equal(ckpt["model"]["head.weight"], live[0]["head.weight"])
+    # What fit() leaves in the model is what the checkpoint holds, and it scores what validation said.
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in t.model.state_dict().items())
+    acc = evaluate(t.model, mnist.val.take(200)).accuracy
+    assert acc == pytest.approx(t.history.last("val_acc"))
+
+
+def test_resumed_run_with_weight_average_matches_uninterrupted(mnist, tmp_path):
+    a = _trainer(mnist, tmp_path / "a", ema_decay=0.9)
+    a.fit()
+    b = _trainer(mnist, tmp_path / "b", ema_decay=0.9)
+    b.add_callback("on_epoch_end", lambda tr: setattr(tr, "stop", True))
+    b.fit()
+    c = _trainer(mnist, tmp_path / "b", ema_decay=0.9)
+    c.fit(resume=True)
+    for (k, p), q in zip(a.model.state_dict().items(), c.model.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6), k
+    assert a.history.epochs["val_acc"] == pytest.approx(c.history.epochs["val_acc"])
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

@@ -63,8 +63,12 @@ def save_checkpoint(
     label_map: Optional[list] = None,
     data_split: Optional[dict] = None,
     extra: Optional[dict] = None,
+    train_weights: Optional[dict] = None,
 ) -> None:
-    """Save everything needed to rebuild, evaluate or resume a model."""
+    """Save everything needed to rebuild, evaluate or resume a model.
+
+    `model` holds the weights to use; a run that averages its weights (EMA) also passes the weights it is training,
+    `train_weights`, which only resuming needs."""
     ckpt = {
         "format": FORMAT,
         "version": VERSION,
@@ -84,6 +88,8 @@ def save_checkpoint(
         "data_split": dict(data_split) if data_split is not None else None,  # pool, val_size, seed, source
         "extra": extra or {},
     }
+    if train_weights is not None:
+        ckpt["train_weights"] = train_weights
     atomic_save(ckpt, path)
 
 

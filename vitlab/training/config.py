@@ -23,6 +23,7 @@ class TrainConfig(DictConfig):
     min_lr: float = 1e-5  # floor of the cosine decay
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
+    ema_decay: float = 0.0  # per-step decay of an average of the weights (0 = off); if on, validation and the saved model use it
     augment: Optional[Augment] = field(default_factory=Augment)  # per-batch digit-safe augmentation; None = off
     seed: int = 0  # seeds shuffling, augmentation and dropout (and model init, where the caller builds it)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
@@ -52,6 +53,8 @@ class TrainConfig(DictConfig):
             raise ValueError(f"schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}")
         if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("grad_clip, weight_decay and warmup_epochs must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

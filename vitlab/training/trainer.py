@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,42 +34,7 @@ from .config import TrainConfig, resolve_device
 from .history import History
 from .inference import map_batches, predict_logits
 from .objectives import CrossEntropy, Objective
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float, schedule: str, floor: float) -> float:
-    """The learning rate at `step` (0-based) of `total` steps; a pure function, so resuming is exact."""
-    if schedule == "onecycle":
-        # Like torch's OneCycleLR: cosine from peak/25 up to peak over the warm-up, then cosine to the floor.
-        up = max(warmup, 1)
-        if step < up:
-            return peak / 25 + (peak - peak / 25) * 0.5 * (1 - math.cos(math.pi * step / up))
-        t = (step - up) / max(total - up, 1)
-        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if schedule == "constant":
-        return peak
-    t = (step - warmup) / max(total - warmup, 1)
-    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-
-def layer_of(param_name: str) -> str:
-    """Group parameters by layer: 'blocks.3.attn.qkv.weight' -> 'blocks.3', 'head.bias' -> 'head'."""
-    parts = param_name.split(".")
-    if len(parts) > 1 and parts[1].isdigit():
-        return ".".join(parts[:2])
-    return parts[0]
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay matrices and conv kernels; not biases, norm scales, CLS or position tokens."""
-    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+from .optim import layer_of, lr_at, make_optimizer, param_groups  # noqa: F401  (lr_at, param_groups: public here too)
 
 
 class Trainer:
@@ -117,7 +83,7 @@ class Trainer:
         self.progress, self.verbose = progress, verbose
         self.extra = extra or {}
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
-        self.optimizer = torch.optim.AdamW(param_groups(model, self.config.weight_decay), lr=self.config.lr)
+        self.optimizer = make_optimizer(model, self.config.weight_decay, self.config.lr)
         n = len(train_set) // self.config.batch_size  # full batches only: equal-sized steps
         if n == 0:
             raise ValueError(f"training set of {len(train_set)} images is smaller than one batch ({self.config.batch_size})")
@@ -135,6 +101,10 @@ class Trainer:
         self.step = 0  # optimizer steps taken
         self.stop = False
         self._layer_names = [(name, layer_of(name)) for name, p in model.named_parameters() if p.requires_grad]
+        # The weight average (EMA), when on: a copy of every floating-point tensor of the state dict, updated after
+        # each step. Validation, the checkpoint's model and the model after fit() use it; the optimizer never sees it.
+        self._live = {k: t for k, t in self.model.state_dict().items() if t.is_floating_point()} if c.ema_decay else {}
+        self._ema = {k: t.detach().clone() for k, t in self._live.items()}
         # One training step as a module, so that DistributedDataParallel can wrap it whatever the objective reads of
         # the model (an MAE's masking, a DeiT's two heads): DDP all-reduces the gradients of every parameter used.
         self._step = _ObjectiveStep(self.model, self.objective)
@@ -155,10 +125,36 @@ class Trainer:
 
     # ---- checkpoints
 
+    def _update_ema(self) -> None:
+        # Warm-up of the decay (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average
+        # follows the weights closely, so it does not remember the random initialisation.
+        d = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_(list(self._ema.values()), list(self._live.values()), 1 - d)
+
+    @contextmanager
+    def averaged_weights(self):
+        """Inside: the model holds the weight average (no-op without EMA); afterwards, the weights being trained."""
+        if not self._ema:
+            yield self.model
+            return
+        backup = {k: t.clone() for k, t in self._live.items()}
+        try:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self._live.values()), list(self._ema.values()))
+            yield self.model
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(list(self._live.values()), list(backup.values()))
+
     def save(self, path: Optional[str | os.PathLike] = None) -> None:
         """Write the checkpoint (the main process only, when several train together)."""
         if not dist.is_main():
             return
+        train_weights = {k: t.clone() for k, t in self.model.state_dict().items()} if self._ema else None
+        with self.averaged_weights():
+            self._save(path, train_weights)
+
+    def _save(self, path, train_weights) -> None:
         info = self.train_set.info
         save_checkpoint(
             path or self.checkpoint_path,
@@ -175,6 +171,7 @@ class Trainer:
             label_map=info.label_map,
             data_split=self.train_set.split,
             extra=self.extra,
+            train_weights=train_weights,
         )
 
     def restore(self, path: str | os.PathLike) -> None:
@@ -186,6 +183,12 @@ class Trainer:
             raise CheckpointError(f"{path}: cannot resume with a different training recipe ({diff})")
         if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise CheckpointError(f"{path}: holds no optimizer state, so the run cannot be resumed")
+        if self._ema:  # the checkpoint's model is the average; the weights being trained are kept beside it
+            if "train_weights" not in ckpt:
+                raise CheckpointError(f"{path}: holds no training weights beside its average, so it cannot be resumed")
+            with torch.no_grad():
+                torch._foreach_copy_(list(self._ema.values()), list(self._live.values()))
+            self.model.load_state_dict(ckpt["train_weights"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.history = History.from_dict(ckpt["history"])
@@ -263,6 +266,10 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
+        if self._ema:  # what fit() returns is what the checkpoint holds: the average
+            with torch.no_grad():
+                torch._foreach_copy_(list(self._live.values()), list(self._ema.values()))
+            self._ema, self._live = {}, {}
         self._fire("on_train_end")
         return self.history
 
@@ -295,6 +302,8 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
+            if self._ema:
+                self._update_ema()
             labelled = y != UNLABELLED  # (b,) accuracy counts labelled images only (a transfer set has others)
             got_logits = logits is not None
             hits = ((logits.argmax(1) == y) & labelled).sum() if got_logits else torch.zeros((), device=self.device)
@@ -326,7 +335,8 @@ class Trainer:
         ep["train_loss"].append(float(loss_sum) / max(seen, 1))
         ep["train_acc"].append(float(correct) / seen_labelled if got_logits and seen_labelled else float("nan"))
         if self.val_set is not None and len(self.val_set):
-            vl, va = self._validate()
+            with self.averaged_weights():
+                vl, va = self._validate()
         else:
             vl = va = float("nan")
         ep["val_loss"].append(vl)
