@@ -124,3 +124,13 @@ def test_gradients_reach_every_parameter():
     m = ViT(vit_micro_mnist())
     F.cross_entropy(m(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3])).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_patch_embedding_is_the_strided_convolution(channels):
+    from vitlab.models.vit import PatchEmbed
+
+    embed = PatchEmbed(ViTConfig(in_channels=channels, patch_size=4, dim=64))
+    x = torch.randn(5, channels, 28, 28)
+    reference = embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, D) from the convolution itself
+    assert torch.allclose(embed(x), reference, atol=1e-5)

@@ -81,8 +81,14 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)  # (B, D, H/P, W/P)
-        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+        # Computed as that linear layer: the patches as rows, times the kernel as a (D, C*P*P) matrix. The same
+        # numbers as self.proj(x), but one plain matrix multiply forward and backward, which is faster on a CPU
+        # than a strided convolution and its backward (a few percent of a small ViT's training step).
+        B, C, H, W = x.shape
+        p = self.patch_size
+        x = x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)  # (B, H/P, W/P, C, P, P)
+        x = x.reshape(B, (H // p) * (W // p), C * p * p)  # (B, N, C*P*P), in the kernel's (c, p, q) order
+        return F.linear(x, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)  # (B, N, D)
 
 
 class Attention(nn.Module):
