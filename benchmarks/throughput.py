@@ -1,17 +1,20 @@
-"""Training throughput: vitlab's ViT against timm's VisionTransformer at the identical configuration.
+"""Training throughput: vitlab's ViT against timm's VisionTransformer at identical configurations, the FLOP/s
+vitlab's training step reaches, and this machine's float32 matmul (sgemm) rate, all in one process.
 
-Both models are built from the same ViTConfig, checked to have the same
-parameter count, and trained on the same batches with the same optimizer in
-the same process. Rounds alternate between the two so that machine noise hits
-both alike; the median of the rounds is reported.
+For each configuration both models are built from the same ViTConfig, checked to compute the same logits from
+the same weights, and trained on the same batches with the same optimizer (AdamW, as the trainer builds it).
+Rounds alternate between the two so that machine noise hits both alike; the median of the rounds is reported.
+The sgemm rate (a 2048 x 2048 float32 product) is measured before and after, the better of the two kept.
 
-    python benchmarks/throughput.py [--preset vit_tiny_mnist] [--batch-size 256] [--rounds 7] [--device auto]
+    python benchmarks/throughput.py [--configs vit_tiny_mnist,vit_small_mnist,d64_depth4_patch7]
+                                    [--batch-size 256] [--steps 20] [--rounds 7] [--device auto] [--profile]
+
+--profile prints torch.profiler's top operators of vitlab's training step at the first configuration.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -21,7 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from vitlab import PRESETS, ViT
+from vitlab.analysis.cost import sgemm_rate, training_flops_per_image
+from vitlab.analysis.latency import cpu_model
+from vitlab.models.configs import ViTConfig
 from vitlab.training import resolve_device
+from vitlab.training.trainer import make_optimizer
+
+CONFIGS = {name: f for name, f in PRESETS.items() if name != "vit_micro_mnist"}
+CONFIGS["d64_depth4_patch7"] = lambda: ViTConfig(patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0)
 
 
 def timm_twin(cfg):
@@ -63,16 +73,8 @@ def train_steps(model, opt, batches, device) -> float:
     return time.perf_counter() - t0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="vit_tiny_mnist", choices=sorted(PRESETS))
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per round")
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--device", default="auto")
-    a = ap.parse_args()
-    device = resolve_device(a.device)
-    cfg = PRESETS[a.preset]()
+def twins(cfg, device):
+    """vitlab's ViT and timm's, the same weights in both, checked to give the same logits."""
     torch.manual_seed(0)
     ours, theirs = ViT(cfg).to(device), timm_twin(cfg).to(device)
     n_ours, n_theirs = (sum(p.numel() for p in m.parameters() if p.requires_grad) for m in (ours, theirs))
@@ -85,26 +87,85 @@ def main():
     with torch.no_grad():
         diff = (ours.eval()(probe) - theirs.eval()(probe)).abs().max().item()
     assert diff < 1e-4, f"vitlab and timm disagree by {diff}"
+    return ours, theirs, n_ours
+
+
+def compare(name, cfg, a, device) -> dict:
+    ours, theirs, params = twins(cfg, device)
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(a.batch_size, cfg.in_channels, cfg.image_size, cfg.image_size, generator=g).to(device),
                 torch.randint(0, cfg.num_classes, (a.batch_size,), generator=g).to(device)) for _ in range(a.steps)]
-    opts = {m: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3) for m in (ours, theirs)}
+    opts = {m: make_optimizer(m, 0.05, 1e-3) for m in (ours, theirs)}
     for m in (ours, theirs):  # warm-up: allocator, kernels, optimizer state
         train_steps(m, opts[m], batches[:3], device)
     times = {"vitlab": [], "timm": []}
     for r in range(a.rounds):
         order = [("vitlab", ours), ("timm", theirs)] if r % 2 == 0 else [("timm", theirs), ("vitlab", ours)]
-        for name, m in order:
-            times[name].append(train_steps(m, opts[m], batches, device))
+        for who, m in order:
+            times[who].append(train_steps(m, opts[m], batches, device))
     ips = {k: a.batch_size * a.steps / statistics.median(v) for k, v in times.items()}
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}),"
-          f" torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"config: {a.preset} {cfg}")
-    print(f"trainable parameters: {n_ours:,} (both); same weights give the same logits (max diff {diff:.1e})")
+    flops = training_flops_per_image(ours, cfg.image_size, cfg.in_channels)
+    return {"name": name, "params": params, "vitlab": ips["vitlab"], "timm": ips["timm"],
+            "ratio": ips["vitlab"] / ips["timm"], "flops_per_image": flops, "flop_s": flops * ips["vitlab"]}
+
+
+def profile(cfg, a, device, rows: int = 10) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    model = ViT(cfg).to(device)
+    opt = make_optimizer(model, 0.05, 1e-3)
+    x = torch.randn(a.batch_size, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
+    y = torch.randint(0, cfg.num_classes, (a.batch_size,), device=device)
+    train_steps(model, opt, [(x, y)] * 3, device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=acts) as prof:
+        train_steps(model, opt, [(x, y)] * 10, device)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\ntop operators of vitlab's training step (self CPU time, 10 steps, batch {a.batch_size}):")
+    for e in events[:rows]:
+        print(f"  {e.key[:48]:<48} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count:>5} calls")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
+    ap.add_argument("--preset", help=argparse.SUPPRESS)  # the old spelling of a single config
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per round")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--profile", action="store_true", help="print the top operators of vitlab's step")
+    a = ap.parse_args()
+    names = [a.preset] if a.preset else [n.strip() for n in a.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        sys.exit(f"throughput.py: unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    device = resolve_device(a.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    print(f"device: {device} ({where}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"batch {a.batch_size}, {a.steps} steps x {a.rounds} alternating rounds, median")
-    print(f"vitlab ViT : {ips['vitlab']:8.0f} train images/s")
-    print(f"timm ViT   : {ips['timm']:8.0f} train images/s")
-    print(f"ratio vitlab/timm: {ips['vitlab'] / ips['timm']:.3f} (target >= 1.0)")
+    sgemm = sgemm_rate() if device.type == "cpu" else None
+    results = [compare(n, CONFIGS[n](), a, device) for n in names]
+    if sgemm is not None:
+        sgemm = max(sgemm, sgemm_rate())
+    print(f"\n{'config':<20} {'params':>8} {'MFLOP/img':>10} {'vitlab img/s':>13} {'timm img/s':>11} {'vitlab/timm':>12}"
+          f" {'GFLOP/s':>8} {'/ sgemm':>8}")
+    for r in results:
+        frac = f"{r['flop_s'] / sgemm:8.2f}" if sgemm else f"{'-':>8}"
+        print(f"{r['name']:<20} {r['params']:>8,} {r['flops_per_image'] / 1e6:>10.1f} {r['vitlab']:>13.0f} {r['timm']:>11.0f}"
+              f" {r['ratio']:>12.3f} {r['flop_s'] / 1e9:>8.1f} {frac}")
+    if sgemm is not None:
+        print(f"sgemm (2048 x 2048 float32): {sgemm / 1e9:.1f} GFLOP/s")
+    if a.profile:
+        profile(CONFIGS[names[0]](), a, device)
+    worst = min(results, key=lambda r: r["ratio"])
+    line = f"vitlab/timm >= {worst['ratio']:.3f} at every config (worst: {worst['name']}; target >= 1.0)"
+    if sgemm is not None and "vit_tiny_mnist" in names:
+        tiny = next(r for r in results if r["name"] == "vit_tiny_mnist")
+        line += f"; vit_tiny_mnist training at {tiny['flop_s'] / sgemm:.2f} of sgemm (target >= 0.75)"
+    print(line + f" on {where}")
 
 
 if __name__ == "__main__":
