@@ -134,3 +134,21 @@ def test_patch_embedding_is_the_strided_convolution(channels):
     x = torch.randn(5, channels, 28, 28)
     reference = embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, D) from the convolution itself
     assert torch.allclose(embed(x), reference, atol=1e-5)
+
+
+def test_overlapping_patches_keep_the_token_grid():
+    cfg = ViTConfig(patch_size=7, dim=32, depth=1, heads=2, patch_overlap=2)
+    model = ViT(cfg)
+    assert model.patch_embed.proj.kernel_size == (11, 11)
+    tokens = model.forward_features(torch.randn(3, 1, 28, 28))
+    assert tokens.shape == (3, 17, 32)  # still 4 x 4 patches plus CLS
+    # A pixel just across a patch border now reaches the token: not so without overlap.
+    x = torch.zeros(1, 1, 28, 28)
+    y = x.clone()
+    y[0, 0, 3, 7] = 1.0  # column 7 belongs to the second patch of the first row; it borders the first patch
+    first = lambda m, img: m.patch_embed(img)[0, 0]  # noqa: E731
+    assert not torch.allclose(first(model, x), first(model, y))
+    plain = ViT(ViTConfig(patch_size=7, dim=32, depth=1, heads=2))
+    assert torch.allclose(first(plain, x), first(plain, y))
+    with pytest.raises(ValueError, match="patch_overlap"):
+        ViTConfig(patch_size=7, patch_overlap=7)

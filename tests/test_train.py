@@ -287,3 +287,20 @@ def test_resumed_run_with_weight_average_matches_uninterrupted(mnist, tmp_path):
     assert a.history.epochs["val_acc"] == pytest.approx(c.history.epochs["val_acc"])
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_runs_written_before_a_config_field_existed_still_load(mnist, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=2, seed=0)
+    model_cfg = vit_micro_mnist()
+    path = tmp_path / "old" / "checkpoint.pt"
+    first = Trainer(ViT(model_cfg), mnist.train, None, cfg, checkpoint_path=path, progress=False, verbose=False)
+    first.add_callback("on_epoch_end", lambda tr: setattr(tr, "stop", True))  # stopped after epoch 1
+    first.fit()
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["train_config"]["ema_decay"], ckpt["model_config"]["patch_overlap"]  # as an older vitlab wrote it
+    torch.save(ckpt, path)
+    resumed = train_or_load("old", model_cfg, mnist.train, None, cfg, runs_dir=tmp_path, tensorboard=False,
+                            progress=False, verbose=False)
+    assert resumed.trained_now and resumed.history.num_steps == 4  # went on from epoch 1: 2 steps before, 2 after
+    again = train_or_load("old", model_cfg, mnist.train, None, cfg, runs_dir=tmp_path, verbose=False)
+    assert not again.trained_now and torch.equal(again.model.head.weight, resumed.model.head.weight)

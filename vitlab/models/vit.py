@@ -72,15 +72,21 @@ class PatchEmbed(nn.Module):
     """Cut the image into P x P patches and project each to D channels.
 
     A convolution with kernel = stride = P is exactly "flatten each patch and
-    apply one shared linear layer".
+    apply one shared linear layer". With `patch_overlap` o > 0 the kernel grows
+    to P + 2o (stride still P, zero padding o): each token is still one patch of
+    the P x P grid, but its embedding also sees o pixels of its neighbours, so a
+    stroke cut by a patch border is seen whole by both tokens.
     """
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
-        self.patch_size = cfg.patch_size
-        self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.patch_size, self.overlap = cfg.patch_size, cfg.patch_overlap
+        self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size + 2 * cfg.patch_overlap,
+                              stride=cfg.patch_size, padding=cfg.patch_overlap)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.overlap:
+            return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, H/P, W/P) -> (B, N, D)
         # Computed as that linear layer: the patches as rows, times the kernel as a (D, C*P*P) matrix. The same
         # numbers as self.proj(x), but one plain matrix multiply forward and backward, which is faster on a CPU
         # than a strided convolution and its backward (a few percent of a small ViT's training step).

@@ -91,7 +91,8 @@ def train_or_load(
             what = f"model type: checkpoint {ckpt['model_type']!r}, now {model_type!r}"
         else:
             what = config_mismatch(ckpt["model_config"], model.cfg.to_dict(), model_type)
-        what = what or config_diff(ckpt.get("train_config", {}), train_config.to_dict(), keys=TrainConfig.run_fields())
+        what = what or config_diff(ckpt.get("train_config", {}), train_config.to_dict(), keys=TrainConfig.run_fields(),
+                                   defaults=TrainConfig.defaults())
         what = what or config_diff({k: ckpt.get("extra", {}).get(k) for k in setup}, setup)
         if what:
             raise CheckpointError(

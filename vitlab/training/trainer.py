@@ -178,7 +178,8 @@ class Trainer:
         """Continue from a checkpoint written by `save` for the same model and recipe."""
         ckpt = read_checkpoint(path, map_location=self.device)
         load_weights(self.model, ckpt, path)
-        diff = config_diff(ckpt.get("train_config", {}), self.config.to_dict(), keys=TrainConfig.run_fields())
+        diff = config_diff(ckpt.get("train_config", {}), self.config.to_dict(), keys=TrainConfig.run_fields(),
+                           defaults=TrainConfig.defaults())
         if diff:
             raise CheckpointError(f"{path}: cannot resume with a different training recipe ({diff})")
         if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
