@@ -26,6 +26,8 @@ def _one_line_error(capsys, argv, pattern):
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["train", "--patch_size", "5", "--epochs", "1"], "not divisible by patch_size 5"),
     (["train", "--model", "cnn", "--patch_size", "7"], "applies to the ViT only"),
+    (["train", "--patch_overlap", "7", "--epochs", "1"], "patch_overlap must be in [0, patch_size)"),
+    (["train", "--ema_decay", "1.5", "--epochs", "1"], "ema_decay must be in [0, 1)"),
     (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "device"),
     (["evaluate", "--checkpoint", "no/such/file.pt"], "checkpoint not found"),
     (["predict", "--checkpoint", "no/such/file.pt", "x.png"], "checkpoint not found"),

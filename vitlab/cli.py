@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "label_smoothing", type=_nonneg_float, help="label smoothing (default 0.1)")
     _add(t, "seed", type=int, default=0, help="random seed (default 0)")
     _add(t, "grad_clip", type=_nonneg_float, help="max gradient norm, 0 = off (default 1.0)")
+    _add(t, "ema_decay", type=_nonneg_float,
+         help="average the weights with this per-step decay, e.g. 0.999; the saved model is the average (0 = off)")
     _add(t, "patch_size", type=_positive_int, help="patch side in pixels; must divide 28")
+    _add(t, "patch_overlap", type=_bounded(int, 0, "an integer >= 0"),
+         help="pixels of its neighbours each patch embedding also sees, on every side (0 = none; less than the patch)")
     _add(t, "hidden_size", type=_positive_int, help="token width D")
     _add(t, "num_layers", type=_positive_int, help="Transformer blocks")
     _add(t, "num_heads", type=_positive_int, help="attention heads; must divide hidden_size")
@@ -158,7 +162,7 @@ def _train(a) -> int:
     recipe = get_recipe(a.recipe)
     if a.model == "cnn":
         mcfg = CNNConfig()
-        vit_flags = [f for f in ("patch_size", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed", "pool")
+        vit_flags = [f for f in ("patch_size", "patch_overlap", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed", "pool")
                      if getattr(a, f) is not None]
         if vit_flags:
             return _fail(f"--{vit_flags[0]} applies to the ViT only, not --model cnn")
@@ -166,7 +170,7 @@ def _train(a) -> int:
             mcfg = replace(mcfg, dropout=a.dropout)
     else:
         over = {k: v for k, v in dict(
-            patch_size=a.patch_size, dim=a.hidden_size, depth=a.num_layers, heads=a.num_heads,
+            patch_size=a.patch_size, patch_overlap=a.patch_overlap, dim=a.hidden_size, depth=a.num_layers, heads=a.num_heads,
             mlp_ratio=a.mlp_ratio, dropout=a.dropout, pos_embed=a.pos_embed, pool=a.pool).items() if v is not None}
         mcfg = replace(PRESETS[a.preset](), **over) if a.preset else replace(recipe.model, **over)
     init = None
@@ -178,7 +182,7 @@ def _train(a) -> int:
 
         if a.model == "cnn":
             return _fail("--init takes a ViT checkpoint; it cannot start --model cnn")
-        arch = [f for f in ("preset", "patch_size", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed",
+        arch = [f for f in ("preset", "patch_size", "patch_overlap", "hidden_size", "num_layers", "num_heads", "mlp_ratio", "pos_embed",
                             "pool") if getattr(a, f) is not None]
         if arch:
             return _fail(f"--{arch[0]} cannot be combined with --init: the architecture comes from the checkpoint")
@@ -187,7 +191,7 @@ def _train(a) -> int:
     tc = {k: v for k, v in dict(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.learning_rate, weight_decay=a.weight_decay,
         warmup_epochs=a.warmup_epochs, schedule=a.schedule, label_smoothing=a.label_smoothing,
-        grad_clip=a.grad_clip, max_steps_per_epoch=a.max_steps_per_epoch).items() if v is not None}
+        grad_clip=a.grad_clip, ema_decay=a.ema_decay, max_steps_per_epoch=a.max_steps_per_epoch).items() if v is not None}
     augment = recipe.train.augment
     if a.no_augment:
         augment = None
