@@ -7,7 +7,7 @@
    MNIST *test* digits, Fashion-MNIST *test* images, noise and scribbles from seed 1, and letters in the other
    half of the fonts. Every picture is prepared exactly as `predict` prepares a file.
 
-    python benchmarks/digitcheck.py [--checkpoint runs/vit_tiny_mnist/checkpoint.pt] [--n 1000]
+    python benchmarks/digitcheck.py [--checkpoint runs/vit_default/checkpoint.pt] [--n 1000]
 
 Last line: `flagged: mnist test <a>%, fashion <b>%, noise <c>%, scribbles <d>%, letters <e>%`.
 """
@@ -30,7 +30,7 @@ from vitlab.training.evaluation import evaluation_split
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="runs/vit_tiny_mnist/checkpoint.pt")
+    ap.add_argument("--checkpoint", default="runs/vit_default/checkpoint.pt")
     ap.add_argument("--n", type=int, default=1000, help="images of each kind of non-digit (default 1000)")
     a = ap.parse_args()
     t0 = time.time()

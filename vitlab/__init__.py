@@ -16,7 +16,8 @@ _WHERE = {
     "DataError": ".data.idx",
     # models
     "ViTConfig": ".models.configs", "CNNConfig": ".models.configs", "PRESETS": ".models.configs",
-    "vit_micro_mnist": ".models.configs", "vit_tiny_mnist": ".models.configs", "vit_small_mnist": ".models.configs",
+    "vit_micro_mnist": ".models.configs", "vit_mini_mnist": ".models.configs", "vit_tiny_mnist": ".models.configs",
+    "vit_small_mnist": ".models.configs",
     "ViT": ".models.vit", "SmallCNN": ".models.cnn", "count_parameters": ".models.vit",
     # training
     "TrainConfig": ".training.config", "Trainer": ".training.trainer", "train_or_load": ".training.runs",

@@ -28,11 +28,11 @@ def shrink_for_fast(train_set, train_config: TrainConfig, fast: bool, epochs: in
 
 
 def default_vit_run(data, fast: bool = False, **kwargs):
-    """Notebook 03's ViT: the default recipe, run name ``vit_tiny_mnist``. Trained the first time it is asked
-    for (by notebook 03 or any later one), loaded afterwards."""
+    """Notebook 03's ViT: the default recipe, run name ``vit_default`` (as `vitlab train` names it). Trained the
+    first time it is asked for (by notebook 03 or any later one), loaded afterwards."""
     r = RECIPES["default"]
     train_set, cfg = shrink_for_fast(data.train, r.train, fast)
-    return train_or_load("vit_tiny_mnist", r.model, train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
+    return train_or_load("vit_default", r.model, train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
 
 
 CNN_BASELINE_EPOCHS = 6  # notebook 03's CNN baseline trains this many epochs with the default recipe (FAST: 2)

@@ -9,7 +9,7 @@ Runs (in ``runs/``, or ``runs/fast/`` in FAST mode):
 - ``13_cvae_n<k>_s<seed>``: the conditional VAE trained on the same k real digits per class;
 - ``13_gen_<generators>``, ``13_n10_mix_d<share>[_nocvae]_s0``: design runs, scored on the validation split;
 - ``13_full_mix``: the default recipe on the 55k real training digits with FULL_SYNTHETIC of synthetic ones,
-  at the very step count of notebook 03's ``vit_tiny_mnist`` (its real-only twin).
+  at the very step count of notebook 03's ``vit_default`` (its real-only twin).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def design_runs(data, fast: bool = False, pool=None) -> dict:
 
 
 def full_data_runs(data, fast: bool = False, pool=None, **kw) -> dict:
-    """{"real": notebook 03's ``vit_tiny_mnist``, "mix": ``13_full_mix``}: the default recipe on all real training
+    """{"real": notebook 03's ``vit_default``, "mix": ``13_full_mix``}: the default recipe on all real training
     digits, without and with FULL_SYNTHETIC synthetic ones; the same number of steps (the mix run's epochs are cut
     to the real run's length, so each epoch sees a random 55k of its 60.5k images). FAST: 4,000 real images."""
     real_run = default_vit_run(data, fast, **_kw(dict(kw)))

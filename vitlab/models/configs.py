@@ -66,8 +66,14 @@ class CNNConfig(DictConfig):
     dropout: float = 0.1  # dropout before the head
 
 
+def vit_mini_mnist(**overrides) -> ViTConfig:
+    """The default recipe's model: 7x7 patches (16 tokens), 4 blocks, D=64. At a fixed training budget it beats
+    the wider vit_tiny_mnist, a third of its FLOPs an image buying three times the epochs."""
+    return ViTConfig(**{**dict(patch_size=7, dim=64, depth=4, heads=4, mlp_ratio=2.0), **overrides})
+
+
 def vit_tiny_mnist(**overrides) -> ViTConfig:
-    """The default recipe's model: 7x7 patches (16 tokens), 3 blocks, D=128."""
+    """7x7 patches (16 tokens), 3 blocks, D=128: the default recipe's model until the recipe of 53 epochs."""
     return ViTConfig(**{**dict(patch_size=7, dim=128, depth=3, heads=4, mlp_ratio=2.0), **overrides})
 
 
@@ -81,4 +87,4 @@ def vit_micro_mnist(**overrides) -> ViTConfig:
     return ViTConfig(**{**dict(patch_size=7, dim=32, depth=2, heads=2, mlp_ratio=2.0), **overrides})
 
 
-PRESETS = {f.__name__: f for f in (vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}
+PRESETS = {f.__name__: f for f in (vit_mini_mnist, vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}

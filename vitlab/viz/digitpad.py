@@ -6,7 +6,7 @@ The browser records strokes; Python renders them with `strokes.render_strokes`, 
 check and, for a transformer, the attention rollout. So the pad, the command line and notebook 11's
 programmatic digits share one path:
 
-    pad = DigitPad("runs/vit_tiny_mnist/checkpoint.pt")   # any lab classifier checkpoint
+    pad = DigitPad("runs/vit_default/checkpoint.pt")   # any lab classifier checkpoint
     pad                                                   # draw; Clear, Undo, Save PNG
     pad.draw(DIGIT_STROKES[7])                            # or draw from code
     pad.reading.predicted, pad.reading.probs
