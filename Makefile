@@ -36,7 +36,8 @@ lab: setup data
 	$(BIN)/vitlab lab $(LAB_ARGS)
 
 # Unit tests and every notebook, top to bottom in a fresh kernel, in FAST mode (CI=1); then the browser tests.
-test: setup data
+# FAST runs start from an empty runs/fast/, as in CI, so none left by an older version is reused.
+test: setup data clean-runs
 	CI=1 TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=1800 --ignore=tests/browser tests notebooks
 	$(MAKE) test-browser

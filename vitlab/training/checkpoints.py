@@ -125,8 +125,14 @@ def config_mismatch(saved: dict, current: dict, model_type: Optional[str] = None
 
     With `model_type`, fields a checkpoint predates (added to the config later) count as their defaults.
     """
-    defaults = MODEL_TYPES[model_type][0].defaults() if model_type in MODEL_TYPES else None
-    return config_diff(saved, current, defaults=defaults, label="model")
+    if model_type in MODEL_TYPES:
+        # Rebuilt through its config class, the saved config gets every default, nested ones (an MAE's encoder) too.
+        try:
+            saved = MODEL_TYPES[model_type][0].from_dict(saved).to_dict()
+        except (TypeError, ValueError):  # not a valid config of that kind: compare as written
+            defaults = MODEL_TYPES[model_type][0].defaults()
+            return config_diff(saved, current, defaults=defaults, label="model")
+    return config_diff(saved, current, label="model")
 
 
 def load_weights(model: nn.Module, ckpt: dict, path: str | os.PathLike = "checkpoint") -> None:
