@@ -32,7 +32,7 @@ from vitlab.training.trainer import make_optimizer
 
 # vit_mini_mnist is the default recipe's model (7x7 patches, D=64, 4 blocks); vit_micro_mnist is for tests only.
 CONFIGS = {name: f for name, f in PRESETS.items() if name != "vit_micro_mnist"}
-DEFAULT = next(n for n, f in PRESETS.items() if f() == RECIPES["default"].model)
+DEFAULT = next((n for n, f in PRESETS.items() if f() == RECIPES["default"].model), "vit_mini_mnist")
 
 
 def timm_twin(cfg):

@@ -13,7 +13,7 @@ from .lab import REACTION_TIMEOUT, REPO, open_notebook, run_all
 NOTEBOOK_FILE = "11_your_own_digits.ipynb"
 
 # Pen paths in [0, 1] of the pad, as a hand draws them; the 7's wide top bar makes it a clear 7 even for the model
-# FAST mode trains (2 epochs on 4,000 images), which reads the narrower 7 of DIGIT_STROKES as a 7 only narrowly.
+# FAST mode trains (10 epochs on 4,000 images), which reads the narrower 7 of DIGIT_STROKES as a 7 only narrowly.
 ONE = [[(0.4, 0.25), (0.52, 0.12), (0.52, 0.88)]]
 SEVEN = [[(0.15, 0.15), (0.85, 0.15), (0.45, 0.9)]]
 
