@@ -77,4 +77,11 @@ def shard(n: int) -> torch.Tensor:
 def finish() -> None:
     """Leave the process group (at the end of a distributed run)."""
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        # DistributedDataParallel wrappers still alive (a finished Trainer held in a reference cycle) must go while
+        # the group they talk through exists: one collected after it aborts the process at exit ("terminate called
+        # without an active exception"), at random, whenever the garbage collector happens to run late.
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
