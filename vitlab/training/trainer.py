@@ -151,28 +151,25 @@ class Trainer:
         if not dist.is_main():
             return
         train_weights = {k: t.clone() for k, t in self.model.state_dict().items()} if self._ema else None
-        with self.averaged_weights():
-            self._save(path, train_weights)
-
-    def _save(self, path, train_weights) -> None:
         info = self.train_set.info
-        save_checkpoint(
-            path or self.checkpoint_path,
-            self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            epoch=self.epoch,
-            step=self.step,
-            history=self.history.to_dict(),
-            train_config=self.config.to_dict(),
-            dataset=info.name,
-            normalization=(info.mean, info.std),
-            classes=list(info.classes),
-            label_map=info.label_map,
-            data_split=self.train_set.split,
-            extra=self.extra,
-            train_weights=train_weights,
-        )
+        with self.averaged_weights():  # the checkpoint's model is the average (when on); resuming reads train_weights
+            save_checkpoint(
+                path or self.checkpoint_path,
+                self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                epoch=self.epoch,
+                step=self.step,
+                history=self.history.to_dict(),
+                train_config=self.config.to_dict(),
+                dataset=info.name,
+                normalization=(info.mean, info.std),
+                classes=list(info.classes),
+                label_map=info.label_map,
+                data_split=self.train_set.split,
+                extra=self.extra,
+                train_weights=train_weights,
+            )
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by `save` for the same model and recipe."""
