@@ -11,7 +11,7 @@ SHARED ?= ../shared/data
 TORCH       ?= 2.14.1
 TORCHVISION ?= 0.29.1
 
-.PHONY: setup data lab test test-browser train benchmarks clean-runs
+.PHONY: setup data lab test test-browser train series benchmarks clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test-browser: setup data
 # The default recipe from the command line (writes runs/vit_tiny_mnist/).
 train: setup data
 	$(BIN)/vitlab train
+
+# One full pass of the series: every notebook in order, in place, from an empty runs/ (earlier runs are moved aside to
+# runs.before-series-<time>/); wall times go to docs/series.json. Running it again carries on where it stopped.
+series: setup data
+	$(BIN)/python tools/series.py $(SERIES_ARGS)
 
 benchmarks: setup data
 	$(BIN)/python benchmarks/throughput.py
