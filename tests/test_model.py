@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from vitlab import ViT, ViTConfig, count_parameters, vit_micro_mnist
 from vitlab.analysis.attention import attention_maps
-from vitlab.models import PRESETS, patchify, sincos_pos_embed_2d, unpatchify
+from vitlab.models import PRESETS, patchify, preset_name, sincos_pos_embed_2d, unpatchify
 
 
 def test_patchify_unpatchify_round_trip():
@@ -118,6 +118,15 @@ def test_preset_parameter_counts_match_the_formula(name):
 def test_parameter_formula_across_variants():
     for cfg in (vit_micro_mnist(pos_embed="sincos"), vit_micro_mnist(prenorm=False), vit_micro_mnist(mlp_ratio=4)):
         assert count_parameters(ViT(cfg)) == expected_parameters(cfg)
+
+
+def test_preset_name_is_derived_from_the_config():
+    from vitlab.training import RECIPES
+
+    for name, f in PRESETS.items():
+        assert preset_name(f()) == name
+    assert preset_name(RECIPES["default"].model) == "vit_mini_mnist"
+    assert preset_name(vit_micro_mnist(dim=48)) is None  # no preset has these settings
 
 
 def test_gradients_reach_every_parameter():

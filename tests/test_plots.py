@@ -49,6 +49,13 @@ def test_grid_and_misclassified():
     assert titles == ["1→0 (90%)", "1→0 (60%)"]
 
 
+def test_grid_on_one_shared_scale():
+    imgs = torch.stack([torch.full((28, 28), 0.2), torch.full((28, 28), 0.8)])
+    own = [ax.images[0].get_clim() for ax in image_grid(imgs).axes if ax.images]
+    shared = [ax.images[0].get_clim() for ax in image_grid(imgs, vmin=0, vmax=1).axes if ax.images]
+    assert own[0] != own[1] and shared == [(0, 1), (0, 1)]
+
+
 def _grad_history():
     h = _history()
     for layer in ("patch_embed", "blocks.0", "blocks.1", "head"):

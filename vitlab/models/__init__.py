@@ -6,7 +6,7 @@ from .._lazy import lazy_exports
 _WHERE = {
     "ViTConfig": ".configs", "CNNConfig": ".configs", "PRESETS": ".configs",
     "vit_micro_mnist": ".configs", "vit_mini_mnist": ".configs", "vit_tiny_mnist": ".configs",
-    "vit_small_mnist": ".configs",
+    "vit_small_mnist": ".configs", "preset_name": ".configs",
     "ViT": ".vit", "patchify": ".vit", "unpatchify": ".vit", "sincos_pos_embed_2d": ".vit", "count_parameters": ".vit",
     "SmallCNN": ".cnn",
     "MAE": ".mae", "MAEConfig": ".mae", "random_masking": ".mae", "unnormalize": ".mae",

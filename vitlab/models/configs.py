@@ -88,3 +88,9 @@ def vit_micro_mnist(**overrides) -> ViTConfig:
 
 
 PRESETS = {f.__name__: f for f in (vit_mini_mnist, vit_tiny_mnist, vit_small_mnist, vit_micro_mnist)}
+
+
+def preset_name(cfg: ViTConfig) -> str | None:
+    """The name of the preset `cfg` equals (``vit_mini_mnist`` for the default recipe's model), or None: so what
+    prints a model's name derives it from its config."""
+    return next((name for name, f in PRESETS.items() if f() == cfg), None)

@@ -81,19 +81,23 @@ def image_grid(
     title: str = "",
     cmap: str = "gray_r",
     size: float = 1.3,
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
 ) -> matplotlib.figure.Figure:
-    """A grid of (N, H, W) or (N, 1, H, W) images with optional per-image titles."""
+    """A grid of (N, H, W) or (N, 1, H, W) images with optional per-image titles; each image scaled to its own
+    range unless `vmin` / `vmax` set one scale for all (images to compare)."""
     images = torch.as_tensor(images).detach().cpu()
     if images.ndim == 4:
         images = images[:, 0]
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)), squeeze=False)
+    row = size + (0.25 if titles is not None else 0)  # each row's images, and room for their titles above them
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, row * nrows + (0.4 if title else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i].float().numpy(), cmap=cmap)
+            ax.imshow(images[i].float().numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
     if title:
