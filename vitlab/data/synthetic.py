@@ -88,14 +88,17 @@ def _morph(img: np.ndarray, k: int) -> np.ndarray:
 
 
 class FontGlyphs:
-    """The digits every font can draw, rendered once per size; a font that cannot draw one is skipped with a
-    warning naming it (one warning per font)."""
+    """The digits every font can draw, rendered once per size. A font without a glyph for some digit (a subset font
+    such as DejaVuSansDisplay) is used for the others, or left out when it has none: an expected case, so no
+    warning; `skipped` names each such font and what it lacks. A file that cannot be read as a font is left out with
+    a warning (something is wrong with it) and named in `skipped` too."""
 
     def __init__(self, fonts: Optional[Sequence] = None, sizes: Sequence[int] = (24, 32, 48)):
         fonts = list(find_fonts() if fonts is None else fonts)
         if not fonts:
             raise FontError("no fonts given: pass at least one font file (see vitlab.data.fonts.find_fonts())")
         self.glyphs: dict = {d: [] for d in range(10)}  # digit -> [(font name, {size: (3s, 3s) image})]
+        self.skipped: dict = {}  # font name -> why it draws fewer than ten digits ("no digits 0123456789", ...)
         for f in fonts:
             missing = []
             for d in range(10):
@@ -106,12 +109,12 @@ class FontGlyphs:
                         warnings.warn(f"font {Path(f).name} skipped: {e}", stacklevel=2)
                         for g in self.glyphs.values():  # drop what it drew before failing
                             g[:] = [x for x in g if x[0] != Path(f).name]
+                        self.skipped[Path(f).name] = "cannot be read as a font"
                         missing = []
                         break
                     missing.append(str(d))
             if missing:
-                warnings.warn(f"font {Path(f).name} cannot render digit(s) {''.join(missing)}; skipped for those",
-                              stacklevel=2)
+                self.skipped[Path(f).name] = f"no glyph for digit(s) {''.join(missing)}"
         empty = [d for d, g in self.glyphs.items() if not g]
         if empty:
             raise FontError(f"no usable font can render digit(s) {empty}: fonts given: {[Path(f).name for f in fonts]}")
