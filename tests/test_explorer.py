@@ -104,3 +104,50 @@ def test_bad_arguments(explorer):
     with pytest.raises(ValueError, match="layer 5 does not exist"):
         explorer.set(layer=5)
     assert explorer.state.layer == 1  # the bad value was not kept
+
+
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two matplotlib colours."""
+    import matplotlib.colors as mcolors
+
+    def lum(c):
+        lin = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in mcolors.to_rgb(c)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_patch_grid_numbers_read_on_every_cell_of_the_colour_map(explorer):
+    import matplotlib
+
+    from vitlab.viz.explorer import CMAP, text_colour
+
+    cmap = matplotlib.colormaps[CMAP]
+    worst = min(_contrast(text_colour(v), cmap(v)) for v in torch.linspace(0, 1, 201).tolist())
+    assert worst >= 4.5  # WCAG AA for text, on the darkest purple and the palest yellow alike
+    assert text_colour(0.0) == "white" and text_colour(1.0) == "black"
+    ex = explorer
+    ex.set(mode="rollout", discard_ratio=0.9, query=(1, 2))  # a map with both dark and light cells
+    fig = ex.figure()
+    numbers = list(fig.axes[1].texts)
+    assert len(numbers) == ex.grid ** 2
+    m, vmax = ex.current_map.flatten(), float(ex.current_map.max())
+    assert [t.get_color() for t in numbers] == [text_colour(float(v) / vmax) for v in m]
+    assert {"black", "white"} == {t.get_color() for t in numbers}
+
+
+def test_the_widget_wraps_and_shrinks_to_its_column(explorer):
+    import ipywidgets as W
+
+    ex = explorer
+    assert ex.w_image.layout.max_width == "100%" and ex.w_image.layout.height == "auto"
+    boxes, todo = [], [ex.widget]
+    while todo:
+        w = todo.pop()
+        if isinstance(w, W.Box):
+            boxes.append(w)
+            todo.extend(w.children)
+    rows = [b for b in boxes if type(b) is W.HBox]
+    assert rows and all(b.layout.flex_flow == "row wrap" for b in rows)  # rows wrap instead of overflowing
+    assert all(w.layout.max_width == "100%" for w in (ex.w_layer, ex.w_discard, ex.w_row, ex.w_col))

@@ -13,6 +13,7 @@
     wait_kernel_idle(page)
     before = image_digest(img)                       # what an <img> (an ipywidgets Image) shows now ...
     wait_for_new_image(img, before, "clicking X")    # ... and wait until it shows something else (the kernel answered)
+    overflow_problems(view)                          # where a widget view sticks out of its cell's output area
 
 These read only the DOM and the server's REST API (no window.jupyterapp), and never save the notebook.
 """
@@ -166,3 +167,39 @@ def wait_for_new_image(img, before: str | None, what: str, timeout: float = REAC
         now = image_digest(img)
     assert now not in (None, before), f"the picture did not change within {timeout:.0f} s after {what}"
     return now
+
+
+# Where a displayed widget does not fit its output area: every visible element of the view (the view included) must
+# lie within the output area's left and right edges, and neither the view, the output area nor the notebook may
+# scroll sideways. One message per kind of problem; the elements named by their class and title.
+_OVERFLOW_JS = """(view, notebook) => {
+  const out = view.closest('.jp-OutputArea-output');
+  if (!out) return ['the widget view is not inside a cell output area'];
+  const o = out.getBoundingClientRect();
+  const classes = el => (typeof el.className === 'string' ? el.className.trim().split(/\\s+/).slice(0, 2) : []);
+  const name = el => el.tagName.toLowerCase() + classes(el).map(c => c && '.' + c).join('')
+      + (el.title ? `[title="${el.title}"]` : '');
+  const problems = [];
+  const outside = [];
+  for (const el of [view, ...view.querySelectorAll('*')]) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === 'hidden') continue;
+    if (r.left < o.left - 1 || r.right > o.right + 1)
+      outside.push(`${name(el)} spans x ${Math.round(r.left)}..${Math.round(r.right)}`);
+  }
+  if (outside.length)
+    problems.push(`${outside.length} elements outside the output area `
+                  + `(x ${Math.round(o.left)}..${Math.round(o.right)}): ${outside.slice(0, 5).join('; ')}`);
+  for (const [what, el] of [['the widget view', view], ['the output area', out], ['the notebook', notebook]])
+    if (el.scrollWidth > el.clientWidth + 1)
+      problems.push(`${what} scrolls sideways (${el.scrollWidth} px of content in ${el.clientWidth} px)`);
+  return problems;
+}"""
+
+
+def overflow_problems(view) -> list[str]:
+    """What sticks out of the cell output area that holds a widget view (a locator, e.g. from widget_outputs): its
+    elements beyond the area's left or right edge, and sideways scrolling of the view, the area or the notebook.
+    An empty list when the view fits the notebook's column."""
+    notebook = view.page.locator(NOTEBOOK).element_handle()
+    return view.evaluate(_OVERFLOW_JS, notebook)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import matplotlib.patches as mpatches
+import matplotlib.patheffects as patheffects
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -42,6 +43,22 @@ from ..data import ImageSet
 from ..training.inference import predict_logits
 
 MODES = ("raw", "rollout", "gradient")
+CMAP = "inferno"  # the maps' colours: black (no weight) through purple and orange to pale yellow (the most)
+FIGSIZE = (10.0, 3.4)  # inches at 80 dpi: an 800-pixel picture, which the widget shrinks to its column when narrower
+
+
+def text_colour(value: float, cmap: str = CMAP) -> str:
+    """A colour for text on a cell of `cmap` at `value` (0..1): black on light cells, white on dark ones.
+
+    Light or dark is the cell's relative luminance (WCAG's formula, on linear RGB); the text takes whichever of
+    black and white has the larger contrast ratio with it, so every cell of the colour map stays readable."""
+    import matplotlib
+
+    rgb = matplotlib.colormaps[cmap](min(max(float(value), 0.0), 1.0))[:3]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    # Contrast with black is (lum + 0.05) / 0.05, with white 1.05 / (lum + 0.05); they are equal at lum ~ 0.179.
+    return "black" if (lum + 0.05) ** 2 > 1.05 * 0.05 else "white"
 
 
 @dataclass
@@ -163,28 +180,32 @@ class AttentionExplorer:
         label = int(self.data.labels[s.index])
         pred = int(self.current_probs.argmax())
         m = self.current_map
-        fig = Figure(figsize=(11.5, 3.6), dpi=80)
+        fig = Figure(figsize=FIGSIZE, dpi=80, layout="constrained")  # room for the titles and the colour bar
         FigureCanvasAgg(fig)
         ax0, ax1, ax2 = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 1, 1.3]})
         heat = m.repeat_interleave(P, 0).repeat_interleave(P, 1)  # (H, W): each patch's weight over its pixels
+        vmax = float(m.max()) or 1.0
         ax0.imshow(img.numpy(), cmap="gray", interpolation="nearest")
-        im = ax0.imshow(heat.numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=float(m.max()) or 1.0)
+        im = ax0.imshow(heat.numpy(), cmap=CMAP, alpha=0.55, vmin=0, vmax=vmax)
         fig.colorbar(im, ax=ax0, fraction=0.046, pad=0.04)
         who = "CLS" if s.query is None else f"patch ({s.query[0]}, {s.query[1]})"
         head = f"head {s.head}" if isinstance(s.head, int) else f"{s.head} of heads"
         span = f"layer {s.layer}" if s.mode == "raw" else f"layers 0–{s.layer}"
         what = {"raw": "attention", "rollout": "rollout", "gradient": f"grad×attn, class {self.classes[self.explained]}"}[s.mode]
-        ax0.set_title(f"#{s.index}: {what}\nquery {who}, {span}, {head}", fontsize=9)
-        ax1.imshow(m.numpy(), cmap="inferno", vmin=0, vmax=float(m.max()) or 1.0)
-        for r in range(g):
-            for c in range(g):
-                if g <= 7:
-                    ax1.text(c, r, f"{float(m[r, c]):.2f}", ha="center", va="center", fontsize=7, color="cyan")
+        ax0.set_title(f"#{s.index}: {what}\nquery {who}\n{span}, {head}", fontsize=9)
+        ax1.imshow(m.numpy(), cmap=CMAP, vmin=0, vmax=vmax)
+        if g <= 7:  # each patch's weight, in a colour that reads on its cell
+            for r in range(g):
+                for c in range(g):
+                    v = float(m[r, c])
+                    ax1.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color=text_colour(v / vmax))
         if s.query is not None:
             r, c = s.query
             for ax, scale, off in ((ax0, P, -0.5), (ax1, 1, -0.5)):
-                ax.add_patch(mpatches.Rectangle((c * scale + off, r * scale + off), scale, scale, fill=False,
-                                                edgecolor="cyan", lw=2))
+                box = mpatches.Rectangle((c * scale + off, r * scale + off), scale, scale, fill=False,
+                                         edgecolor="cyan", lw=2)
+                box.set_path_effects([patheffects.withStroke(linewidth=4, foreground="black")])  # seen on any cell
+                ax.add_patch(box)
         ax1.set_title("on the patch grid" + ("" if s.query is None else " (query boxed)"), fontsize=10)
         ax1.set(xlabel="patch column", ylabel="patch row", xticks=range(g), yticks=range(g))
         for ax in (ax0,):
@@ -197,7 +218,6 @@ class AttentionExplorer:
         ax2.set(xticks=range(len(p)), ylim=(0, 1), xlabel="class", ylabel="probability")
         ax2.set_xticklabels(self.classes, fontsize=8)
         ax2.set_title(f"true {self.classes[label]}, predicted {self.classes[pred]} ({p[pred]:.1%})", fontsize=10)
-        fig.tight_layout()
         return fig
 
     def png(self) -> bytes:
@@ -211,29 +231,42 @@ class AttentionExplorer:
         import ipywidgets as W
 
         s, g, h = self.state, self.grid, self.cfg.heads
+        # Compact controls whose rows wrap, so the whole explorer fits a notebook column (JupyterLab's, beside its
+        # file browser, in a 1400-pixel window or narrower): labels as wide as their text, fixed control widths.
+        style = {"description_width": "initial"}
+
+        def L(width, margin="0 12px 0 0"):  # a control's layout: its width, or the column's when that is narrower
+            return W.Layout(width=width, max_width="100%", flex="0 1 auto", margin=margin)
+
+        def row(*ws):  # a row of controls that wraps onto the next line when the column is too narrow
+            return W.HBox(list(ws), layout=W.Layout(flex_flow="row wrap", align_items="center"))
+
         self.w_misclassified = W.Checkbox(value=False, description=f"misclassified only ({len(self.misclassified)})",
-                                          indent=False)
+                                          indent=False, layout=L("auto"))
         self.w_index = W.BoundedIntText(value=s.index, min=0, max=len(self.data) - 1, description="image #",
-                                        layout=W.Layout(width="170px"))
+                                        style=style, layout=L("140px"))
         self.w_wrong = W.Dropdown(options=[(f"#{i}: {int(self.data.labels[i])}→{int(self.predictions[i])}", i)
                                            for i in self.misclassified] or [("none", -1)],
-                                  description="mistake", disabled=True, layout=W.Layout(width="220px"))
+                                  description="mistake", disabled=True, style=style, layout=L("200px"))
         self.w_mode = W.ToggleButtons(options=[("raw", "raw"), ("rollout", "rollout"), ("gradient × attn", "gradient")],
-                                      value=s.mode, description="mode")
-        self.w_layer = W.IntSlider(value=s.layer, min=0, max=self.cfg.depth - 1, description="layer",
-                                   continuous_update=False)
-        self.w_head = W.Dropdown(options=list(HEAD_FUSIONS) + list(range(h)), value=s.head, description="head")
+                                      value=s.mode, description="mode", style=dict(style, button_width="auto"),
+                                      layout=L("auto", "2px 0"))
+        self.w_layer = W.IntSlider(value=s.layer, min=0, max=self.cfg.depth - 1, description="layer", style=style,
+                                   continuous_update=False, layout=L("250px"))
+        self.w_head = W.Dropdown(options=list(HEAD_FUSIONS) + list(range(h)), value=s.head, description="head",
+                                 style=style, layout=L("150px"))
         self.w_discard = W.FloatSlider(value=s.discard_ratio, min=0.0, max=0.95, step=0.05, description="discard",
-                                       continuous_update=False, disabled=s.mode != "rollout")
+                                       continuous_update=False, disabled=s.mode != "rollout", style=style,
+                                       layout=L("250px"))
         # -1 stands for "the predicted class": a Dropdown shows a None value as an empty box.
         self.w_target = W.Dropdown(options=[("predicted", -1)] + [(c, i) for i, c in enumerate(self.classes)],
                                    value=-1 if s.target is None else s.target, description="class",
-                                   disabled=s.mode != "gradient")
-        self.w_cls = W.Checkbox(value=s.query is None, description="query = CLS token", indent=False)
+                                   disabled=s.mode != "gradient", style=style, layout=L("150px"))
+        self.w_cls = W.Checkbox(value=s.query is None, description="query = CLS token", indent=False, layout=L("auto"))
         self.w_row = W.IntSlider(value=0, min=0, max=g - 1, description="row", disabled=s.query is None,
-                                 continuous_update=False)
+                                 continuous_update=False, style=style, layout=L("190px"))
         self.w_col = W.IntSlider(value=0, min=0, max=g - 1, description="column", disabled=s.query is None,
-                                 continuous_update=False)
+                                 continuous_update=False, style=style, layout=L("210px"))
         size = "28px" if g > 5 else "36px"
         self.w_patches = [[W.Button(description="", tooltip=f"query patch ({r}, {c})",
                                     layout=W.Layout(width=size, height=size, padding="0"))
@@ -241,22 +274,26 @@ class AttentionExplorer:
         for r in range(g):
             for c in range(g):
                 self.w_patches[r][c].on_click(lambda _b, r=r, c=c: self._on_patch_click(r, c))
-        grid = W.GridBox([b for row in self.w_patches for b in row],
-                         layout=W.Layout(grid_template_columns=f"repeat({g}, {size})", grid_gap="2px"))
-        self.w_image = W.Image(format="png")
+        grid = W.GridBox([b for line in self.w_patches for b in line],
+                         layout=W.Layout(grid_template_columns=f"repeat({g}, {size})", grid_gap="2px",
+                                         width="max-content"))
+        # The picture shrinks with the column (keeping its aspect ratio) instead of overflowing it.
+        self.w_image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.w_status = W.HTML()
         for w in (self.w_index, self.w_wrong, self.w_mode, self.w_layer, self.w_head, self.w_discard, self.w_target,
                   self.w_cls, self.w_row, self.w_col, self.w_misclassified):
             w.observe(self._on_change, names="value")
-        pick = W.VBox([W.HTML("<b>query patch</b> (click)"), grid])
+        pick = W.VBox([W.HTML("<b>query patch</b> (click)"), grid],
+                      layout=W.Layout(flex="0 0 auto", margin="0 0 0 8px"))
         controls = W.VBox([
-            W.HBox([self.w_index, self.w_misclassified, self.w_wrong]),
+            row(self.w_index, self.w_misclassified, self.w_wrong),
             self.w_mode,
-            W.HBox([self.w_layer, self.w_head]),
-            W.HBox([self.w_discard, self.w_target]),
-            W.HBox([self.w_cls, self.w_row, self.w_col]),
-        ])
-        self.widget = W.VBox([W.HBox([controls, pick]), self.w_image, self.w_status])
+            row(self.w_layer, self.w_head),
+            row(self.w_discard, self.w_target),
+            row(self.w_cls, self.w_row, self.w_col),
+        ], layout=W.Layout(flex="0 1 auto", min_width="0"))
+        self.widget = W.VBox([row(controls, pick), self.w_image, self.w_status],
+                             layout=W.Layout(max_width="100%"))
         self._sync_widgets()
 
     def _on_patch_click(self, r: int, c: int) -> None:
