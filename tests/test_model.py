@@ -161,3 +161,20 @@ def test_overlapping_patches_keep_the_token_grid():
     assert torch.allclose(first(plain, x), first(plain, y))
     with pytest.raises(ValueError, match="patch_overlap"):
         ViTConfig(patch_size=7, patch_overlap=7)
+
+
+def test_conv_stem_runs_before_the_patches_and_is_off_by_default():
+    cfg = ViTConfig(patch_size=7, dim=32, depth=1, heads=2, conv_stem=4)
+    model = ViT(cfg)
+    x = torch.randn(3, 1, 28, 28)
+    embed = model.patch_embed
+    assert embed.proj.weight.shape == (32, 4, 7, 7)  # the projection reads the stem's 4 channels
+    assert embed.stem(x).shape == (3, 4, 28, 28)  # full resolution: the token count does not change
+    by_hand = F.conv2d(embed.stem(x), embed.proj.weight, embed.proj.bias, stride=7).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(embed(x), by_hand, atol=1e-5, rtol=1e-4)
+    assert model.forward_features(x).shape == (3, 17, 32) and model(x).shape == (3, 10)
+    assert embed.stem[0].weight.std() > 0.1  # PyTorch's fan-in init, not the projections' std 0.02
+    plain = ViT(ViTConfig(patch_size=7, dim=32, depth=1, heads=2))
+    assert plain.patch_embed.stem is None and not any("stem" in k for k in plain.state_dict())  # old checkpoints load
+    with pytest.raises(ValueError, match="conv_stem"):
+        ViTConfig(conv_stem=-1)

@@ -181,3 +181,131 @@ def test_outlier_exposure_objective():
     assert v.item() == pytest.approx(torch.nn.functional.cross_entropy(model(x), y).item(), rel=1e-5)
     with pytest.raises(ValueError):
         OutlierExposure(fraction=0.0)
+
+
+# --------------------------------------------------------------------------- scores side by side, the protocol
+
+
+def test_open_set_scores_logits_knn_and_classes():
+    from vitlab import ViT, vit_micro_mnist
+    from vitlab.analysis.features import extract_features
+    from vitlab.methods.openset import NearestNeighbourScore, open_set_scores
+    from vitlab.training import predict_logits
+
+    known, unknowns = _sets()
+    r = open_set_scores(_PixelModel(False), known, unknowns["blank"], ("msp", "max_logit"))
+    assert r["msp"]["auroc"] == 1.0 and r["msp"]["fpr95"] == 0.0 and r["msp"]["known"].shape == (20,)
+    one = open_set_scores(_PixelModel(False), known, unknowns["blank"], ("max_logit",), classes=[1])
+    assert np.allclose(one["max_logit"]["known"], predict_logits(_PixelModel(False), known)[:, 1].numpy())
+    torch.manual_seed(0)
+    vit = ViT(vit_micro_mnist(num_classes=2)).eval()
+    r = open_set_scores(vit, known, unknowns["noise"], ("knn", "knn_patches"), bank=known, knn_k=2)
+    for s, layer in (("knn", "pre_logits"), ("knn_patches", "patches")):  # the same numbers as by hand
+        knn = NearestNeighbourScore(k=2).fit(extract_features(vit, known, layer=layer))
+        assert np.allclose(r[s]["unknown"], knn(extract_features(vit, unknowns["noise"], layer=layer)), atol=1e-5)
+        assert 0 <= r[s]["auroc"] <= 1
+    with pytest.raises(ValueError, match="bank"):
+        open_set_scores(vit, known, unknowns["noise"], ("knn",))
+    with pytest.raises(ValueError, match="scores must be among"):
+        open_set_scores(vit, known, unknowns["noise"], ("entropy",))
+
+
+def test_outlier_exposure_draws_from_a_pool():
+    from vitlab import ViT, vit_micro_mnist
+    from vitlab.methods.openset import OutlierExposure
+
+    known, _ = _sets()
+    pool = ImageSet(torch.full((7, 28, 28), 255, dtype=torch.uint8), torch.zeros(7, dtype=torch.long),
+                    known.info, "white")
+    obj = OutlierExposure(fraction=0.5, outliers=pool)
+    x, y = known.tensors(torch.arange(8))
+    drawn = obj.draw(x, y)
+    assert drawn.shape == (4, 1, 28, 28) and torch.allclose(drawn, pool.tensors(torch.arange(4))[0])
+    assert obj.to_dict()["outliers"] == "white" and obj.to_dict()["outlier_images"] == 7
+    assert set(OutlierExposure().to_dict()) == {"name", "weight", "fraction", "label_smoothing"}  # kept runs load
+    model = ViT(vit_micro_mnist(num_classes=2)).train()
+    loss, logits = obj(model, x, y)
+    assert logits.shape == (8, 2) and loss.item() > 0
+    with pytest.raises(ValueError, match="empty"):
+        OutlierExposure(outliers=pool.subset(torch.arange(0)))
+
+
+def test_letter_images_are_seeded_non_digits():
+    from vitlab.methods.openset_protocol import letter_images
+
+    known, _ = _sets()
+    a = letter_images(40, known, seed=3)
+    assert a.images.shape == (40, 28, 28) and a.images.dtype == torch.uint8 and a.name == "letters"
+    assert a.info == known.info and (a.images.flatten(1).amax(1) > 128).all()  # every image has ink
+    assert torch.equal(a.images, letter_images(40, known, seed=3).images)
+    assert not torch.equal(a.images, letter_images(40, known, seed=4).images)
+
+
+def test_candidates_name_their_runs_and_configs():
+    from vitlab.methods.openset_protocol import CANDIDATES, Candidate, pick_winner, summarise
+
+    assert CANDIDATES["default"].runs_name(6) == "openset_vit_ce_ls0.1_e53"  # the names kept runs have
+    assert CANDIDATES["oe-splice"].runs_name(6) == "openset_vit_oe_ls0.1_e53"
+    assert CANDIDATES["cnn"].runs_name(6) == "openset_cnn_ce_ls0.1_e6"
+    assert CANDIDATES["no-ls-long"].runs_name(6) == "openset_vit_ce_ls0_e80"
+    assert CANDIDATES["oe-letters"].runs_name(6) == "openset_vit_oe-letters_ls0.1_e53"
+    assert CANDIDATES["conv-stem"].runs_name(6) == "openset_vit_ce_ls0.1_e53_stem8"
+    assert CANDIDATES["conv-stem"].model_config(6).conv_stem == 8 and CANDIDATES["cnn"].model_config(6).num_classes == 6
+    assert CANDIDATES["default"].train_config(6, quick=True).epochs == 1
+    assert "knn_patches" in CANDIDATES["default"].scores and "knn_pooled" in CANDIDATES["cnn"].scores
+    with pytest.raises(ValueError, match="ViT options"):
+        Candidate("x", "", model="cnn", outliers="splice")
+    rows = [{"msp": {"auroc": 0.9, "fpr95": 0.2}, "knn": {"auroc": 0.95, "fpr95": 0.1}},
+            {"msp": {"auroc": 0.8, "fpr95": 0.4}, "knn": {"auroc": 0.97, "fpr95": 0.1}}]
+    s = summarise(rows, ("msp", "knn"))
+    assert s["msp"][0] == pytest.approx(0.85) and s["msp"][1] == pytest.approx(0.05) and s["knn"][2] == pytest.approx(0.1)
+    table = {"default": s, "oe-splice": {"msp": (0.99, 0.0, 0.0)}, "cnn": {"knn_pooled": (0.995, 0.0, 0.0)}}
+    assert pick_winner(table, "vit") == ("oe-splice", "msp") and pick_winner(table, "cnn") == ("cnn", "knn_pooled")
+
+
+def _splits(n=500):
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(0)
+
+    def part(name):
+        imgs = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        return ImageSet(imgs, torch.arange(n) % 10, DATASETS["mnist"], name)
+
+    return SimpleNamespace(train=part("train"), val=part("val"), test=part("test"), info=DATASETS["mnist"])
+
+
+def test_split_sets_and_candidate_runs(tmp_path):
+    from vitlab.methods.openset_protocol import CANDIDATES, candidate_run, letter_images, split_sets
+
+    data = _splits()
+    sets = split_sets(data, [0, 1, 2, 3, 5, 8], "val")
+    assert set(sets.train.labels.tolist()) == set(range(6)) and set(sets.eval_unknown.labels.tolist()) == {4, 6, 7, 9}
+    assert len(sets.eval_known) + len(sets.eval_unknown) == len(data.val)  # the validation split, both sides
+    test = split_sets(data, [0, 1, 2, 3, 5, 8], "test")
+    assert torch.equal(test.eval_unknown.images, data.test.images[torch.isin(data.test.labels, torch.tensor([4, 6, 7, 9]))])
+    c = CANDIDATES["oe-letters"]
+    with pytest.raises(ValueError, match="outlier pool"):
+        candidate_run(c, sets, 0, 6, runs=tmp_path, quick=True)
+    pool = letter_images(30, data.train)
+    run = candidate_run(c, sets, 0, 6, runs=tmp_path, quick=True, pool=pool)
+    assert run.trained_now and run.path == tmp_path / "split0_012358" and run.history.last("val_acc") is not None
+    again = candidate_run(c, sets, 0, 6, runs=tmp_path, quick=True, pool=pool)
+    assert not again.trained_now  # kept: a second call only evaluates
+
+
+def test_clean_backbone_never_sees_the_unseen_digits(tmp_path, monkeypatch):
+    from vitlab.course.finetune import clean_backbone_run, open_set_data, protocol_sets
+
+    monkeypatch.setenv("VITLAB_RUNS", str(tmp_path))
+    data = _splits()
+    osd = open_set_data(data, [3, 8], [0, 1, 2, 5], fast=True)
+    assert osd.seen == [0, 1, 2, 3, 5, 8] and osd.unseen == [4, 6, 7, 9]
+    run = clean_backbone_run(data, osd, fast=True)
+    assert run.path == tmp_path / "fast" / "07_vit_without_4679" and run.model.cfg.num_classes == 6
+    ckpt = torch.load(run.path / "checkpoint.pt", weights_only=False)
+    assert ckpt["label_map"] == [0, 1, 2, 3, -1, 4, -1, -1, 5, -1]  # 4, 6, 7, 9 left out of training
+    bank, known, unknown = protocol_sets(data, osd, fast=True)
+    assert set(bank.labels.tolist()) == set(range(6)) and set(unknown.labels.tolist()) == {4, 6, 7, 9}
+    with pytest.raises(ValueError, match="model"):
+        clean_backbone_run(data, osd, model="mlp")

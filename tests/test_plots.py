@@ -110,6 +110,24 @@ def test_open_set_figures():
     assert "ECE" in fig.axes[0].get_title()
 
 
+def test_grouped_bars_share_colours_and_scale():
+    import matplotlib.pyplot as plt
+
+    from vitlab.viz.plots import plot_grouped_bars
+
+    values = {"msp": {"leaky": 0.99, "clean": 0.8}, "knn": {"leaky": 0.995, "clean": 0.9}}
+    fig = plot_grouped_bars(values, title="t")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches]
+    assert len(bars) == 4 and ax.get_title() == "t" and ax.get_ylabel() == "AUROC"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["leaky", "clean"]
+    assert bars[0].get_facecolor() == bars[1].get_facecolor() != bars[2].get_facecolor()  # one colour per series
+    assert ax.get_ylim()[0] <= 0.8 and ax.get_ylim()[1] > 1  # every bar and its label fit
+    fig2 = plot_grouped_bars(values, ylim=(0.5, 1.05))
+    assert fig2.axes[0].get_ylim() == (0.5, 1.05)
+    plt.close("all")
+
+
 def test_embedding_map_names_each_group():
     from vitlab.viz.plots import plot_embedding
 

@@ -19,11 +19,15 @@ class Embedding:
 
 
 def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> Embedding:
-    """A 2-D UMAP map of (N, D) features (umap-learn), seeded so the picture is reproducible."""
+    """A 2-D UMAP map of (N, D) features (umap-learn), seeded so the picture is reproducible.
+
+    A seed makes umap-learn run its layout on one thread; n_jobs=1 says so, rather than leaving UMAP to override
+    its default of all cores with a warning.
+    """
     import umap
 
     t0 = time.perf_counter()
-    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1)
     coords = reducer.fit_transform(np.asarray(features, dtype=np.float32))
     return Embedding(coords, time.perf_counter() - t0)
 

@@ -1,4 +1,6 @@
-"""Notebooks 07 and 08: two known digits plus "unknown", and the fine-tuning runs that learn it."""
+"""Notebooks 07 and 08: two known digits plus "unknown", the fine-tuning runs that learn it, and the backbones they
+start from: notebook 03's (trained on all ten digits, so the "unseen" digits leak in) and clean ones trained
+without the digits that play unknown."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import torch
 from ..data import ImageSet
 from ..methods.openset import known_unknown_split
 from ..methods.pretrained import backbone_from_checkpoint
+from ..models import CNNConfig
 from ..training.recipes import RECIPES
 from ..training.runs import train_or_load
-from .common import default_vit_run, notebook_runs_dir
+from .common import (CNN_BASELINE_EPOCHS, DEFAULT_FAST_EPOCHS, FAST_TRAIN_IMAGES, default_vit_run, notebook_runs_dir,
+                     shrink_for_fast)
 
 
 @dataclass
@@ -29,6 +33,11 @@ class OpenSetData:
     train_unknown: ImageSet  # `unknown_train` digits from the training split (digit labels)
     val_unknown: ImageSet
     test_unseen: ImageSet  # the unseen digits' test images (digit labels)
+
+    @property
+    def seen(self) -> list:
+        """Every digit some model of the task may train on: the known ones and the unknown-train ones, sorted."""
+        return sorted(self.known + self.unknown_train)
 
     def with_unknown(self, split: str = "train", seed: int = 1) -> ImageSet:
         """Known images plus as many `unknown_train` images (as many as there are known ones), relabelled K."""
@@ -93,3 +102,36 @@ def open_set_run(data, osd, approach: str, kind: str, fast: bool = False, backbo
     return train_or_load(name, mcfg, train_set, val_set, cfg,
                          runs_dir=notebook_runs_dir(fast), init=backbone, train_only=["head"] if kind == "probe" else None,
                          **kwargs)
+
+
+def clean_backbone_run(data, osd: OpenSetData, fast: bool = False, model: str = "vit", **kwargs):
+    """A backbone that never saw the unseen digits: notebook 03's recipe (model "vit": the default recipe's ViT,
+    FAST-shrunk as notebook 03 shrinks it; "cnn": its CNN baseline) trained on `osd.seen` only, labels 0..5 in
+    that order. Run ``07_<model>_without_<unseen digits>``, e.g. ``07_vit_without_4679``."""
+    if model not in ("vit", "cnn"):
+        raise ValueError(f"model must be 'vit' or 'cnn', got {model!r}")
+    train, _ = known_unknown_split(data.train, osd.seen)
+    val, _ = known_unknown_split(data.val, osd.seen)
+    r = RECIPES["default"]
+    if model == "vit":
+        train, cfg = shrink_for_fast(train, r.train, fast, epochs=DEFAULT_FAST_EPOCHS)
+        mcfg = dataclasses.replace(r.model, num_classes=len(osd.seen))
+    else:
+        train, cfg = shrink_for_fast(train, r.train, fast)
+        cfg = dataclasses.replace(cfg, epochs=2 if fast else CNN_BASELINE_EPOCHS)
+        mcfg = CNNConfig(num_classes=len(osd.seen))
+    for k, v in (("tensorboard", False), ("progress", False), ("verbose", False)):
+        kwargs.setdefault(k, v)
+    name = f"07_{model}_without_{''.join(map(str, osd.unseen))}"
+    return train_or_load(name, mcfg, train, val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
+
+
+def protocol_sets(data, osd: OpenSetData, fast: bool = False) -> tuple:
+    """The digits split as the standard open-set protocol does it, known = `osd.seen`, unknown = `osd.unseen`:
+    (kNN bank: the seen digits' training images, known test images, unseen test images). FAST: the bank is as many
+    images as a FAST run trains on, the test sides 1,000 images each."""
+    bank, _ = known_unknown_split(data.train, osd.seen)
+    known, unknown = known_unknown_split(data.test, osd.seen)
+    if fast:
+        bank, known, unknown = bank.take(FAST_TRAIN_IMAGES), known.take(1000), unknown.take(1000)
+    return bank, known, unknown

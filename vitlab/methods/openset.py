@@ -19,11 +19,17 @@ Two more tools for the harder case where the unknowns are other digits:
   (``extract_features(model, data, layer="pooled")``, the layer Sun et al.
   use on ResNets) separate unknown digits better than the hidden layer after
   them (benchmarks/openset.py, README);
-- ``OutlierExposure``: a training objective that adds synthetic outliers, two
-  known digits of different classes spliced into one image, and pushes the
+- ``OutlierExposure``: a training objective that adds outliers and pushes the
   model's answer on them towards the uniform distribution (the outlier-exposure
-  loss of Hendrycks et al. 2019, with outliers made from the known classes
-  themselves, so no unknown digit is ever seen in training).
+  loss of Hendrycks et al. 2019): by default two known digits of different
+  classes spliced into one image, made from the known classes themselves; or
+  drawn from a pool of other images (printed letters, another dataset's images,
+  `vitlab.methods.openset_protocol`). Never an unknown digit.
+
+`open_set_scores` puts any of these scores side by side for one model: AUROC and
+FPR@95%TPR of known against unknown images, the kNN scores on a chosen feature
+layer (``KNN_LAYERS``: the pre-logit features, the pooled features, every patch
+token).
 
 Metrics: AUROC (known vs unknown), false-positive rate at 95% true-positive
 rate, expected calibration error with its reliability bins.
@@ -38,11 +44,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..analysis.features import extract_features
 from ..data import ImageSet
 from ..training.inference import predict_logits
 from ..training.objectives import Objective, labelled_cross_entropy
 
 SCORES = ("msp", "max_logit", "energy")
+# kNN scores: score name -> the feature layer `extract_features` reads (a ViT's pre-logit and pooled features are
+# both its CLS token; the CNN's pooled features come before its hidden layer; "patches" is every patch token).
+KNN_LAYERS = {"knn": "pre_logits", "knn_pooled": "pooled", "knn_patches": "patches"}
+ALL_SCORES = (*SCORES, *KNN_LAYERS)
 
 
 def known_score(logits: torch.Tensor, kind: str = "msp") -> torch.Tensor:
@@ -168,31 +179,44 @@ def splice_digits(x: torch.Tensor, y: torch.Tensor, n: int, generator: Optional[
 
 
 class OutlierExposure(Objective):
-    """Cross-entropy on the known digits plus `weight` x the outlier-exposure loss on spliced digits.
+    """Cross-entropy on the known digits plus `weight` x the outlier-exposure loss on outliers.
 
         L = CE(model(x), y) + weight * mean over outliers of  -1/K * sum_k log softmax(model(x_out))_k
 
     The second term is the cross-entropy to the uniform distribution (Hendrycks, Mazeika & Dietterich 2019): the
-    model learns to be unsure of anything that is made of known strokes but is no known digit, which is what an
-    unknown digit looks like to it. `fraction` x B outliers are made from each batch (see `splice_digits`); the
-    draws use torch's global generator, which the Trainer seeds from (seed, epoch). In eval mode (validation) it is
-    plain cross-entropy. Known and spliced images share one forward pass, which suits layer norm (the ViT); a
-    batch-norm model (the CNN) would learn the outliers into its running statistics.
+    model learns to be unsure of anything that is no known digit. `fraction` x B outliers join each batch: spliced
+    from the batch's own digits (see `splice_digits`; made of known strokes, which is what an unknown digit looks
+    like to the model), or, given `outliers` (an ImageSet normalised like the training data, e.g. printed letters or
+    Fashion-MNIST through `as_unknown`), drawn from that pool. The draws use torch's global generator, which the
+    Trainer seeds from (seed, epoch). In eval mode (validation) it is plain cross-entropy. Known images and outliers
+    share one forward pass, which suits layer norm (the ViT); a batch-norm model (the CNN) would learn the outliers
+    into its running statistics.
     """
 
-    def __init__(self, weight: float = 0.5, fraction: float = 0.5, label_smoothing: float = 0.0):
+    def __init__(self, weight: float = 0.5, fraction: float = 0.5, label_smoothing: float = 0.0,
+                 outliers: Optional[ImageSet] = None):
         if weight < 0 or not 0 < fraction <= 1:
             raise ValueError(f"weight must be >= 0 and fraction in (0, 1], got {weight}, {fraction}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if outliers is not None and len(outliers) == 0:
+            raise ValueError("the outlier pool is empty")
         self.weight, self.fraction, self.label_smoothing = weight, fraction, label_smoothing
+        self.outliers = outliers
+
+    def draw(self, x, y) -> torch.Tensor:
+        """This batch's outliers: (M, C, H, W), normalised like `x`."""
+        n = max(1, int(x.shape[0] * self.fraction))
+        if self.outliers is None:
+            return splice_digits(x, y, n)
+        return self.outliers.tensors(torch.randint(len(self.outliers), (n,)))[0].to(x.device, x.dtype)
 
     def __call__(self, model, x, y):
         if not model.training:
             logits = model(x)
             return labelled_cross_entropy(logits, y), logits
         B = x.shape[0]
-        outliers = splice_digits(x, y, max(1, int(B * self.fraction)))  # (M, C, H, W)
+        outliers = self.draw(x, y)  # (M, C, H, W)
         logits_all = model(torch.cat([x, outliers]))  # one pass: (B + M, K)
         logits, out_logits = logits_all[:B], logits_all[B:]
         ce = labelled_cross_entropy(logits, y, self.label_smoothing)
@@ -200,8 +224,11 @@ class OutlierExposure(Objective):
         return ce + self.weight * oe, logits
 
     def to_dict(self) -> dict:
-        return {"name": "OutlierExposure", "weight": self.weight, "fraction": self.fraction,
-                "label_smoothing": self.label_smoothing}
+        d = {"name": "OutlierExposure", "weight": self.weight, "fraction": self.fraction,
+             "label_smoothing": self.label_smoothing}
+        if self.outliers is not None:  # spliced digits (the default) add nothing, so runs kept before still load
+            d.update(outliers=self.outliers.name, outlier_images=len(self.outliers))
+        return d
 
 
 def known_unknown_split(data: ImageSet, known: Sequence[int], unknown_label: bool = False) -> tuple[ImageSet, ImageSet]:
@@ -313,3 +340,37 @@ def noise_images(n: int, like: ImageSet, seed: int = 0) -> ImageSet:
 def as_unknown(data: ImageSet, like: ImageSet, name: str) -> ImageSet:
     """Another dataset's images (e.g. Fashion-MNIST) normalised as `like` (the model's data) for OOD tests."""
     return ImageSet(data.images, torch.zeros(len(data), dtype=torch.long), like.info, name)
+
+
+def open_set_scores(model, known: ImageSet, unknown: ImageSet, scores: Sequence[str] = ALL_SCORES,
+                    bank: Optional[ImageSet] = None, knn_k: int = 5, classes: Optional[Sequence[int]] = None,
+                    tpr: float = 0.95) -> dict:
+    """{score: {"auroc", "fpr95", "known", "unknown"}}: how well each score tells `known` images from `unknown`.
+
+    Logit scores (`SCORES`) read the model's logits, only the columns `classes` when given (a ten-digit model read
+    as a classifier of some of them). kNN scores (`KNN_LAYERS`) need `bank`, the known training images: the cosine
+    of each image's features to the k-th nearest bank feature. "known"/"unknown" are the (n,) score arrays.
+    """
+    bad = [s for s in scores if s not in ALL_SCORES]
+    if bad:
+        raise ValueError(f"scores must be among {ALL_SCORES}, got {bad}")
+    out = {}
+    logit_scores = [s for s in scores if s in SCORES]
+    if logit_scores:
+        lk, lu = predict_logits(model, known), predict_logits(model, unknown)  # (n, classes), (m, classes)
+        if classes is not None:
+            lk, lu = lk[:, list(classes)], lu[:, list(classes)]
+        for s in logit_scores:
+            out[s] = (known_score(lk, s).numpy(), known_score(lu, s).numpy())
+    layers = {KNN_LAYERS[s] for s in scores if s in KNN_LAYERS}
+    if layers:
+        if bank is None:
+            raise ValueError("the kNN scores need `bank`, the known training images")
+        layers = tuple(sorted(layers))
+        fb, fk, fu = (extract_features(model, d, layer=layers) for d in (bank, known, unknown))  # {layer: (N, F)}
+        for s in scores:
+            if s in KNN_LAYERS:
+                knn = NearestNeighbourScore(k=knn_k).fit(fb[KNN_LAYERS[s]])
+                out[s] = (knn(fk[KNN_LAYERS[s]]), knn(fu[KNN_LAYERS[s]]))
+    return {s: {"auroc": auroc(*out[s]), "fpr95": fpr_at_tpr(*out[s], tpr), "known": out[s][0], "unknown": out[s][1]}
+            for s in scores}

@@ -16,6 +16,7 @@ class ViTConfig(DictConfig):
     image_size: int = 28  # side of the (square) input image, pixels
     patch_size: int = 4  # side of a square patch; must divide image_size
     patch_overlap: int = 0  # pixels each patch's embedding also sees of its neighbours, on every side (0: ViT's)
+    conv_stem: int = 0  # channels of a convolutional stem (two 3x3 convolutions) before the patch projection (0: none)
     in_channels: int = 1  # 1 for grayscale MNIST
     num_classes: int = 10  # size of the classification head
     dim: int = 64  # token width D
@@ -37,6 +38,8 @@ class ViTConfig(DictConfig):
             )
         if not 0 <= self.patch_overlap < self.patch_size:
             raise ValueError(f"patch_overlap must be in [0, patch_size), got {self.patch_overlap}")
+        if self.conv_stem < 0:
+            raise ValueError(f"conv_stem must be >= 0 (0: no stem), got {self.conv_stem}")
         if self.dim % self.heads != 0:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.pos_embed not in ("learned", "sincos", "none"):

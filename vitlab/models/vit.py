@@ -76,15 +76,27 @@ class PatchEmbed(nn.Module):
     to P + 2o (stride still P, zero padding o): each token is still one patch of
     the P x P grid, but its embedding also sees o pixels of its neighbours, so a
     stroke cut by a patch border is seen whole by both tokens.
+
+    With `conv_stem` c > 0, two 3x3 convolutions (c channels, stride 1, each followed by a per-image GroupNorm and
+    GELU) run on the full-resolution image first, and the patches are cut from their (B, c, H, W) output: the
+    "early convolutions" of Xiao et al. 2021, at the same token count. No batch statistics, so it suits outlier
+    exposure's mixed batches.
     """
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.patch_size, self.overlap = cfg.patch_size, cfg.patch_overlap
-        self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size + 2 * cfg.patch_overlap,
+        c = cfg.conv_stem
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, c, 3, padding=1), nn.GroupNorm(1, c), nn.GELU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(1, c), nn.GELU(),
+        ) if c else None
+        self.proj = nn.Conv2d(c or cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size + 2 * cfg.patch_overlap,
                               stride=cfg.patch_size, padding=cfg.patch_overlap)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            x = self.stem(x)  # (B, C, H, W) -> (B, c, H, W)
         if self.overlap:
             return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, H/P, W/P) -> (B, N, D)
         # Computed as that linear layer: the patches as rows, times the kernel as a (D, C*P*P) matrix. The same
@@ -210,6 +222,10 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.patch_embed.stem is not None:  # convolutions keep PyTorch's (fan-in) init, not the projections' 0.02
+            for m in self.patch_embed.stem:
+                if isinstance(m, nn.Conv2d):
+                    m.reset_parameters()
 
     @staticmethod
     def _init_weights(m: nn.Module):

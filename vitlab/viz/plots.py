@@ -324,6 +324,27 @@ def plot_score_histograms(scores: dict, threshold: Optional[float] = None, title
     return fig
 
 
+def plot_grouped_bars(values: dict, title: str = "", ylabel: str = "AUROC", ylim: Optional[tuple] = None, ax=None):
+    """Grouped bars, {group: {series: value}} (e.g. {method: {"leaky": AUROC, "clean": AUROC}}): one colour per
+    series, the same in every group, each bar labelled with its value. `ylim` (default: from the values up to 1)
+    lets two panels share a scale."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 4))
+    series = list(dict.fromkeys(k for v in values.values() for k in v))
+    width = 0.8 / len(series)
+    colors = plt.get_cmap("tab10").colors
+    for j, name in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i, g in enumerate(values) if name in values[g]]
+        ys = [values[g][name] for g in values if name in values[g]]
+        bars = ax.bar(xs, ys, width=width * 0.95, color=colors[j % 10], label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1, rotation=90)
+    lo = min(v for g in values.values() for v in g.values())
+    ax.set(title=title, ylabel=ylabel, ylim=ylim or (max(0.0, np.floor(lo * 10) / 10 - 0.05), 1.06))
+    ax.set_xticks(range(len(values)), list(values), rotation=20, ha="right", fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def plot_reliability(cal, title: str = "Reliability diagram", ax=None):
     """Accuracy against confidence per bin (bars) with the diagonal of perfect calibration; ECE in the title."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 4.4))
