@@ -70,3 +70,21 @@ def test_ablation_kinds_are_the_position_embeddings_a_vit_takes():
     from vitlab.training import RECIPES
 
     assert positions.ABLATION_EPOCHS < RECIPES["default"].train.epochs  # a shortened budget, the same for all
+
+
+def test_ablation_scores_a_model_without_positions_the_same_shuffled(mnist):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vitlab.models import ViT, vit_micro_mnist
+
+    h = History()
+    h.epochs["val_acc"], h.epochs["seconds"] = [0.5, 0.6], [1.0, 2.0]
+    torch.manual_seed(0)
+    runs = {k: {0: SimpleNamespace(model=ViT(vit_micro_mnist(pos_embed=k)).eval(), history=h)} for k in ("learned", "none")}
+    data = SimpleNamespace(test=mnist.test.take(200))
+    scores = positions.ablation_scores(runs, data)
+    for k in runs:
+        assert scores[k][0]["val"] == 0.6 and scores[k][0]["seconds"] == 3.0 and 0 <= scores[k][0]["test"] <= 1
+    assert scores["none"][0]["shuffled"] == scores["none"][0]["test"]  # a bag of patches: the order cannot matter

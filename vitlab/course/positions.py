@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..analysis.positions import shuffled_accuracy
-from ..training.evaluation import evaluate
+from ..training.inference import predict_logits
 from ..training.recipes import RECIPES
 from .common import notebook_runs_dir, shrink_for_fast
 from .seeds import SEEDS, seed_runs
@@ -34,7 +34,8 @@ def ablation_scores(runs: dict, data, shuffle_seed: int = 0) -> dict:
     for kind, by_seed in runs.items():
         out[kind] = {}
         for s, run in by_seed.items():
-            out[kind][s] = {"val": run.history.last("val_acc"), "test": evaluate(run.model, data.test).accuracy,
+            test = float((predict_logits(run.model, data.test).argmax(1) == data.test.labels).float().mean())
+            out[kind][s] = {"val": run.history.last("val_acc"), "test": test,
                             "shuffled": shuffled_accuracy(run.model, data.test, run.model.cfg.patch_size, seed=shuffle_seed),
                             "seconds": sum(run.history.epochs["seconds"])}
     return out
