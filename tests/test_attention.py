@@ -163,6 +163,16 @@ def test_position_similarity_of_sincos_is_local():
         position_similarity(torch.randn(15, 8))
 
 
+def test_centred_position_similarity_ignores_what_every_position_shares():
+    torch.manual_seed(0)
+    pos = torch.randn(16, 8)
+    shifted = pos + 10 * torch.randn(8)  # one large vector added to every position: raw cosines all near 1
+    torch.testing.assert_close(position_similarity(shifted, centre=True), position_similarity(pos, centre=True))
+    assert position_similarity(shifted).reshape(16, 16).min() > 0.5
+    centred = pos - pos.mean(0)
+    torch.testing.assert_close(position_similarity(pos, centre=True), position_similarity(centred))
+
+
 def test_shuffle_patches_keeps_the_patches_and_moves_them():
     x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
     y = shuffle_patches(x, 7, torch.Generator().manual_seed(0))

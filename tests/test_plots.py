@@ -83,6 +83,23 @@ def test_gradient_flow_figures():
         plot_grad_snapshots(h, steps=[7])
     fig = plot_run_comparison({"a": h, "b": h}, keys=("loss", "grad_norm"))
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    fig = plot_run_comparison({"a": h, "b": h}, keys=("loss", "grad_norm"), marks={"grad_norm": {"b": [3, 7]}})
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 3  # b's two spikes: one more line, two dots
+    assert list(fig.axes[1].lines[-1].get_xdata()) == [3, 7]
+
+
+def test_gradient_flows_share_one_colour_scale():
+    from vitlab.viz.plots import plot_grad_flows
+
+    small, large = _grad_history(), _grad_history()
+    for k in large.layer_grad_norms:
+        large.layer_grad_norms[k] = [100 * v for v in large.layer_grad_norms[k]]
+    fig = plot_grad_flows({"small": small, "large": large}, title="two runs")
+    panels = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert [ax.get_title() for ax in panels] == ["small", "large"] and len(bars) == 1 and bars[0].get_ylabel()
+    for ax in panels:  # one scale, both runs' range: 0.1 (small's least) to 400 (large's most)
+        assert ax.images[0].get_clim() == (pytest.approx(np.log10(0.1)), pytest.approx(np.log10(400.0)))
 
 
 def test_position_and_attention_figures():
@@ -91,6 +108,12 @@ def test_position_and_attention_figures():
     sim = torch.rand(3, 3, 3, 3)
     fig = plot_position_similarity(sim)
     assert len(fig.axes) == 9 + 1  # the grid plus a colour bar
+    a, b = 0.1 * torch.rand(3, 3, 3, 3), -0.5 * torch.rand(3, 3, 3, 3)
+    fig = plot_position_similarity({"a": a, "b": b}, label="cosine")
+    assert len(fig.axes) == 2 * 9 + 1 and fig.axes[-1].get_ylabel() == "cosine"
+    off = torch.cat([s.reshape(9, 9)[~torch.eye(9, dtype=torch.bool)] for s in (a, b)]).abs().max()
+    assert {ax.images[0].get_clim() for ax in fig.axes[:-1]} == {(-float(off), float(off))}  # shared, centred at 0
+    assert [sf._suptitle.get_text() for sf in fig.subfigs[:2]] == ["a", "b"]
     fig = plot_cls_attention(torch.rand(28, 28), torch.rand(2, 3, 28, 28))
     assert len(fig.axes) == 6 + 1
     fig = plot_attention_distance(torch.rand(3, 4) * 10)

@@ -25,17 +25,21 @@ def patch_position_embeddings(model) -> Optional[torch.Tensor]:
     return pe.detach()[0, 1:].float().cpu()  # drop CLS's position: (N, D)
 
 
-def position_similarity(pos: torch.Tensor) -> torch.Tensor:
+def position_similarity(pos: torch.Tensor, centre: bool = False) -> torch.Tensor:
     """Cosine similarity of every position's embedding with every other's: (N, D) -> (g, g, g, g).
 
     Entry [r, c] is the g x g map of how similar position (r, c) is to each
     position: the picture of Dosovitskiy et al. (2021), figure 7.
+    `centre`: subtract the mean embedding over the positions first. What all positions share says nothing about
+    where a patch is, and it can dominate the cosine (2-D sin-cos: its low frequencies barely change over a few
+    positions, so every raw cosine is near 1).
     """
     N = pos.shape[0]
     g = int(round(N**0.5))
     if g * g != N:
         raise ValueError(f"expected a square number of positions, got {N}")
-    unit = F.normalize(pos.float(), dim=-1)
+    pos = pos.float() - pos.float().mean(0) if centre else pos.float()
+    unit = F.normalize(pos, dim=-1)
     return (unit @ unit.T).reshape(g, g, g, g)
 
 

@@ -121,11 +121,8 @@ def plot_misclassified(
 # --------------------------------------------------------------------------- gradient flow
 
 
-def plot_grad_flow(
-    history: History, title: str = "Gradient flow: per-layer gradient norm", layers: Optional[Sequence[str]] = None,
-    max_steps: Optional[int] = None, ax=None,
-) -> matplotlib.figure.Figure:
-    """Layer x step heatmap of log10 gradient norms from `history.layer_grad_norms`, input layers at the top."""
+def _grad_flow_image(ax, history: History, layers=None, max_steps=None, vmin=None, vmax=None):
+    """Draw the layer x step heatmap of log10 gradient norms on `ax`; returns the image."""
     norms = history.layer_grad_norms
     layers = list(layers or norms.keys())
     if not layers:
@@ -133,12 +130,38 @@ def plot_grad_flow(
     n = min(len(norms[k]) for k in layers)
     n = min(n, max_steps) if max_steps else n
     m = np.log10(np.maximum(np.array([norms[k][:n] for k in layers], dtype=float), 1e-12))  # (layers, steps)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(12, 0.35 * len(layers) + 1.8))
-    im = ax.imshow(m, aspect="auto", cmap="magma", interpolation="nearest")
+    im = ax.imshow(m, aspect="auto", cmap="magma", interpolation="nearest", vmin=vmin, vmax=vmax)
     ax.set_yticks(range(len(layers)), layers)
-    ax.set(title=title, xlabel="optimizer step", ylabel="layer (input at the top)")
+    ax.set(xlabel="optimizer step", ylabel="layer (input at the top)")
+    return im
+
+
+def plot_grad_flow(
+    history: History, title: str = "Gradient flow: per-layer gradient norm", layers: Optional[Sequence[str]] = None,
+    max_steps: Optional[int] = None, ax=None,
+) -> matplotlib.figure.Figure:
+    """Layer x step heatmap of log10 gradient norms from `history.layer_grad_norms`, input layers at the top."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(12, 0.35 * len(layers or history.layer_grad_norms) + 1.8))
+    im = _grad_flow_image(ax, history, layers, max_steps)
+    ax.set_title(title)
     fig.colorbar(im, ax=ax, label="log10 gradient norm", pad=0.01)
     fig.tight_layout()
+    return fig
+
+
+def plot_grad_flows(histories: dict, title: str = "Gradient flow: per-layer gradient norm") -> matplotlib.figure.Figure:
+    """Several runs' gradient-flow heatmaps ({label: History}) side by side on one colour scale (the range of all of
+    them), with one colour bar, so that the same colour is the same norm in every panel."""
+    logs = [np.log10(np.maximum(np.concatenate([np.asarray(v, dtype=float) for v in h.layer_grad_norms.values()]),
+                                1e-12)) for h in histories.values()]
+    rows = max(len(h.layer_grad_norms) for h in histories.values())
+    fig, axes = plt.subplots(1, len(histories), figsize=(7 * len(histories) + 1, 0.3 * rows + 1.8), squeeze=False,
+                             layout="constrained")
+    for ax, (label, h) in zip(axes[0], histories.items()):
+        im = _grad_flow_image(ax, h, vmin=min(v.min() for v in logs), vmax=max(v.max() for v in logs))
+        ax.set_title(label)
+    fig.colorbar(im, ax=axes[0], label="log10 gradient norm (one scale for all panels)", pad=0.01)
+    fig.suptitle(title)
     return fig
 
 
@@ -190,15 +213,19 @@ def plot_grad_snapshots(
 
 def plot_run_comparison(
     histories: dict, keys: Sequence[str] = ("loss", "grad_norm"), smooth: int = 1, max_steps: Optional[int] = None,
-    title: str = "", logy: Sequence[str] = ("grad_norm",),
+    title: str = "", logy: Sequence[str] = ("grad_norm",), marks: Optional[dict] = None,
 ) -> matplotlib.figure.Figure:
-    """Per-step curves of several runs ({label: History}) side by side, one panel per key."""
+    """Per-step curves of several runs ({label: History}) side by side, one panel per key. `marks` ({key: {label:
+    steps}}) puts a dot on a run's curve at each of those steps (unsmoothed values), e.g. its spikes."""
     fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.8), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, h in histories.items():
             y = np.asarray(h.steps.get(key, []), dtype=float)[:max_steps]
             ys = _smooth(y, smooth)
-            ax.plot(np.arange(len(ys)) + (len(y) - len(ys)), ys, label=label, lw=1)
+            line, = ax.plot(np.arange(len(ys)) + (len(y) - len(ys)), ys, label=label, lw=1)
+            at = [s for s in (marks or {}).get(key, {}).get(label, []) if s < len(y)]
+            if at:
+                ax.plot(at, y[at], "o", color=line.get_color(), ms=4)
         if key in logy:
             ax.set_yscale("log")
         ax.set(title=key.replace("_", " "), xlabel="optimizer step", ylabel=key.replace("_", " "))
@@ -226,26 +253,32 @@ def plot_layer_grad_profile(
 # --------------------------------------------------------------------------- positions
 
 
-def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding similarity") -> matplotlib.figure.Figure:
-    """The ViT paper's figure: for each patch position (r, c), its cosine similarity to every position."""
-    sim = torch.as_tensor(sim).cpu()
-    g = sim.shape[0]
-    fig, axes = plt.subplots(g, g, figsize=(min(1.1 * g, 9) + 1, min(1.1 * g, 9)), squeeze=False)
-    im = None
-    for r in range(g):
-        for c in range(g):
-            ax = axes[r, c]
-            im = ax.imshow(sim[r, c].numpy(), cmap="viridis", vmin=-1, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(str(r + 1), fontsize=8)
-            if r == g - 1:
-                ax.set_xlabel(str(c + 1), fontsize=8)
-    fig.supxlabel("input patch column")
-    fig.supylabel("input patch row")
+def plot_position_similarity(sims, title: str = "Position embedding similarity", label: str = "cosine similarity",
+                             limit: Optional[float] = None) -> matplotlib.figure.Figure:
+    """The ViT paper's figure: for each patch position (r, c), a small map of its similarity to every position.
+
+    `sims` is one (g, g, g, g) similarity or {name: similarity}, drawn side by side on one diverging colour scale
+    centred at 0, from -limit to +limit: by default the largest |similarity| between two different positions in any
+    of them, so that their structure fills the scale (a position's similarity to itself, 1, may saturate)."""
+    sims = {k: torch.as_tensor(v).float().cpu() for k, v in (sims if isinstance(sims, dict) else {"": sims}).items()}
+    g = next(iter(sims.values())).shape[0]
+    if limit is None:
+        off = torch.cat([s.reshape(g * g, g * g)[~torch.eye(g * g, dtype=torch.bool)] for s in sims.values()])
+        limit = float(off.abs().max()) if len(off) and float(off.abs().max()) > 0 else 1.0
+    side = min(1.1 * g, 9)
+    fig = plt.figure(figsize=(len(sims) * (side + 0.5) + 1.3, side + 0.9), layout="constrained")
+    subs = fig.subfigures(1, len(sims) + 1, width_ratios=[side + 0.5] * len(sims) + [1.3])
+    for sf, (name, sim) in zip(subs, sims.items()):
+        axes = sf.subplots(g, g, squeeze=False)
+        for (r, c), ax in np.ndenumerate(axes):
+            im = ax.imshow(sim[r, c].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set(xticks=[], yticks=[], ylabel=str(r + 1) if c == 0 else "", xlabel=str(c + 1) if r == g - 1 else "")
+        sf.supxlabel("patch column", fontsize=9)
+        sf.supylabel("patch row", fontsize=9)
+        if name:
+            sf.suptitle(name)
+    fig.colorbar(im, cax=subs[-1].add_axes((0.1, 0.12, 0.25, 0.72)), label=label)
     fig.suptitle(title)
-    fig.colorbar(im, ax=axes, label="cosine similarity", shrink=0.8)
     return fig
 
 
