@@ -67,7 +67,7 @@ def _grad_history():
 
 
 def test_gradient_flow_figures():
-    from vitlab.viz.plots import group_grad_snapshot, plot_grad_flow, plot_grad_snapshots, plot_run_comparison
+    from vitlab.viz.gradients import group_grad_snapshot, plot_grad_flow, plot_grad_snapshots, plot_run_comparison
 
     h = _grad_history()
     fig = plot_grad_flow(h)
@@ -89,7 +89,7 @@ def test_gradient_flow_figures():
 
 
 def test_gradient_flows_share_one_colour_scale():
-    from vitlab.viz.plots import plot_grad_flows
+    from vitlab.viz.gradients import plot_grad_flows
 
     small, large = _grad_history(), _grad_history()
     for k in large.layer_grad_norms:
