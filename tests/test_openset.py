@@ -303,7 +303,7 @@ def test_clean_backbone_never_sees_the_unseen_digits(tmp_path, monkeypatch):
     assert osd.seen == [0, 1, 2, 3, 5, 8] and osd.unseen == [4, 6, 7, 9]
     run = clean_backbone_run(data, osd, fast=True)
     assert run.path == tmp_path / "fast" / "07_vit_without_4679" and run.model.cfg.num_classes == 6
-    ckpt = torch.load(run.path / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(run.path / "checkpoint.pt", weights_only=True)
     assert ckpt["label_map"] == [0, 1, 2, 3, -1, 4, -1, -1, 5, -1]  # 4, 6, 7, 9 left out of training
     bank, known, unknown = protocol_sets(data, osd, fast=True)
     assert set(bank.labels.tolist()) == set(range(6)) and set(unknown.labels.tolist()) == {4, 6, 7, 9}
