@@ -4,6 +4,7 @@ which later notebooks load rather than train again."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ..models import CNNConfig
 from ..training.config import TrainConfig
@@ -16,6 +17,7 @@ FAST_EPOCHS = 2  # ... for this many epochs
 # recipe's model costs a third of the FLOPs an image of the previous one, so it gets 10 epochs for under twice the
 # old FAST cost, and reads the pad's drawn digits right.
 DEFAULT_FAST_EPOCHS = 10
+SEEDS = (0, 1, 2)  # a notebook's headline comparison is repeated over these seeds and reported as mean ± std
 
 
 def notebook_runs_dir(fast: bool):
@@ -49,3 +51,16 @@ def cnn_baseline_run(data, fast: bool = False, **kwargs):
     train_set, cfg = shrink_for_fast(data.train, r.train, fast)
     cfg = dataclasses.replace(cfg, epochs=2 if fast else CNN_BASELINE_EPOCHS)
     return train_or_load("cnn_baseline", CNNConfig(), train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
+
+
+def mean_std(values, digits: int = 2) -> str:
+    """Per-seed values as 'mean ± std' (the sample standard deviation), one value as itself, none (or a nan among
+    them) as '—', so that a printed table never shows nan."""
+    values = [float(v) for v in values]
+    if not values or any(math.isnan(v) for v in values):
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
