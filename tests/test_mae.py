@@ -207,3 +207,19 @@ def test_linear_probe_learns_a_separable_problem():
     X[torch.arange(400), y] += 3.0
     res = linear_probe(X[:300].numpy(), y[:300].numpy(), X[300:].numpy(), y[300:].numpy(), epochs=30, batch_size=64)
     assert res["test_acc"] > 0.95
+
+
+def test_training_log_of_an_objective_without_logits_shows_no_accuracy(tmp_path, mnist, capsys):
+    """MAE pre-training has no accuracy: its epoch lines report the losses only, and the line that loads the finished
+    run says nothing of accuracy either, never 'acc nan%'."""
+    tc = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=3, warmup_epochs=0.0, augment=None, label_smoothing=0.0)
+    args = ("mae_log", tiny_cfg(), mnist.train.take(256), mnist.val.take(128), tc)
+    kw = dict(runs_dir=tmp_path, objective=MAEObjective(), tensorboard=False, progress=False, verbose=True)
+    train_or_load(*args, **kw)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and all("train loss" in line and "val loss" in line for line in lines), lines
+    assert not any("acc" in line or "nan" in line.lower() for line in lines), lines
+    assert not train_or_load(*args, **kw).trained_now
+    loaded = capsys.readouterr().out.strip()
+    assert loaded.startswith("loaded finished run 'mae_log'") and loaded.endswith("(2 epochs)"), loaded
+    assert "acc" not in loaded and "nan" not in loaded.lower(), loaded

@@ -47,25 +47,35 @@ def labelled_subset(train_set, n: int, seed: int = 0):
     return train_set.subset(idx.sort().values)
 
 
-def mae_finetune_config(n_labels: int, fast: bool = False) -> TrainConfig:
-    """Few-label recipe (the same for pre-trained and from-scratch models): about 400-500 steps with augmentation."""
+def mae_finetune_config(n_labels: int, fast: bool = False, seed: int = 0) -> TrainConfig:
+    """Few-label recipe (the same for pre-trained and from-scratch models): about 400-500 steps with augmentation;
+    `seed` draws the order and the augmentation."""
     batch = min(100, n_labels // 2)
     steps_per_epoch = n_labels // batch
     epochs = max(1, round((500 if n_labels >= 1000 else 400) / steps_per_epoch))
     return TrainConfig(epochs=2 if fast else epochs, batch_size=batch, lr=1e-3, weight_decay=0.05,
                        warmup_epochs=max(0.1 * epochs, 1.0) if not fast else 0.5, schedule="cosine",
-                       label_smoothing=0.1, grad_clip=1.0, augment=Augment(rotation=10.0, scale=0.1, translate=2.0))
+                       label_smoothing=0.1, grad_clip=1.0, augment=Augment(rotation=10.0, scale=0.1, translate=2.0),
+                       seed=seed)
 
 
-def mae_finetune_run(data, n_labels: int, pretrained: bool = True, fast: bool = False, mae=None, **kw):
+def mae_finetune_run(data, n_labels: int, pretrained: bool = True, fast: bool = False, mae=None, seed: int = 0, **kw):
     """Fine-tune the whole ViT on `n_labels` labelled training images: from the MAE encoder (`pretrained`) or from
-    scratch (same model, recipe and images). Run ``09_ft<n>_mae`` / ``09_ft<n>_scratch``."""
+    scratch (same model, recipe and images). Run ``09_ft<n>_mae`` / ``09_ft<n>_scratch``.
+
+    `seed` (run name suffix ``_s<seed>`` for seeds other than 0) draws everything of one repetition: which labelled
+    images (`labelled_subset`), the weights that are not copied from the MAE (the fresh head; every weight from
+    scratch), the order and the augmentation. The MAE itself is the one pre-trained run (`mae`).
+    """
     init = None
     if pretrained:
         mae = mae if mae is not None else mae_pretrain_run(data, fast, verbose=False).model
-        init = encoder_from_mae(mae, num_classes=10)
+        with torch.random.fork_rng():  # the fresh head from the seed, without moving the caller's generator
+            torch.manual_seed(seed)
+            init = encoder_from_mae(mae, num_classes=10)
     cfg = MAEConfig().encoder
     for k, v in (("tensorboard", False), ("progress", False), ("verbose", False)):
         kw.setdefault(k, v)
-    return train_or_load(f"09_ft{n_labels}_{'mae' if pretrained else 'scratch'}", cfg, labelled_subset(data.train, n_labels),
-                         None, mae_finetune_config(n_labels, fast), runs_dir=notebook_runs_dir(fast), init=init, **kw)
+    name = f"09_ft{n_labels}_{'mae' if pretrained else 'scratch'}" + (f"_s{seed}" if seed else "")
+    return train_or_load(name, cfg, labelled_subset(data.train, n_labels, seed=seed), None,
+                         mae_finetune_config(n_labels, fast, seed=seed), runs_dir=notebook_runs_dir(fast), init=init, **kw)

@@ -1,4 +1,4 @@
-"""Seed spreads (notebooks 04 and 05): one run trained with several seeds, each under its own name
+"""Seed spreads (notebooks 04, 05, 09, 10 and 13): one run trained with several seeds, each under its own name
 (``<name>_s<seed>``, so an interrupted series pass resumes where it stopped), reported per seed and as
 mean ± standard deviation over the seeds."""
 
@@ -27,9 +27,13 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def pm(values, scale: float = 1.0, digits: int = 2) -> str:
-    """'mean ± std' of `values` times `scale` (100 for percentages), e.g. '98.91 ± 0.07'."""
-    m, s = mean_std(np.asarray(list(values), dtype=float) * scale)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    """'mean ± std' of `values` times `scale` (100 for percentages), e.g. '98.91 ± 0.07'; one value as itself, and
+    none (or a nan among them) as '—', so that a printed table never shows nan."""
+    v = np.asarray(list(values), dtype=float) * scale
+    if v.size == 0 or np.isnan(v).any():
+        return "—"
+    m, s = mean_std(v)
+    return f"{m:.{digits}f}" if v.size == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def per_seed(values, scale: float = 1.0, digits: int = 2) -> str:

@@ -29,6 +29,7 @@ from ..training.recipes import RECIPES
 from ..training.runs import train_or_load
 from .common import FAST_TRAIN_IMAGES, default_vit_run, notebook_runs_dir
 from .mae import labelled_subset
+from .seeds import SEEDS
 
 POOL_SIZE = 40_000  # synthetic digits for the zero-label runs (half fonts, half strokes); FAST: FAST_TRAIN_IMAGES
 ZERO_EPOCHS = 6  # zero-label runs: the default recipe for this many epochs over the pool (about 940 steps)
@@ -37,7 +38,6 @@ FEW_EPOCHS = 4  # ... as FEW_EPOCHS epochs of FEW_STEPS // FEW_EPOCHS steps
 MIX_SHARE = 0.75  # share of synthetic images in a "mix" epoch; chosen on the validation split (benchmark's design)
 CVAE_SHARE = 1 / 3  # share of those synthetic images drawn from the conditional VAE (the rest: fonts + strokes)
 FULL_SYNTHETIC = 0.1  # full-data run: synthetic images added, as a share of the 55k real ones
-SEEDS = (0, 1, 2)
 LABELS_PER_CLASS = (1, 10, 100)
 ARMS = ("real", "mix", "pre")
 

@@ -9,6 +9,7 @@ recipe is an error rather than a silent overwrite.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,9 @@ def train_or_load(
             if verbose and is_main():
                 h = History.from_dict(ckpt["history"])
                 va = h.last("val_acc")
+                has_acc = va is not None and not math.isnan(va)  # objectives without logits (MAE) have none
                 print(f"loaded finished run {name!r} from {shown(ckpt_path)} ({ckpt['epoch']} epochs"
-                      + (f", val acc {100 * va:.2f}%)" if va is not None else ")"))
+                      + (f", val acc {100 * va:.2f}%)" if has_acc else ")"))
             return Run(model.eval(), History.from_dict(ckpt["history"]), path, trained_now=False)
     if retrain and is_main():
         ckpt_path.unlink(missing_ok=True)
