@@ -12,12 +12,13 @@ Two modes.
 Comparing candidates (vitlab.methods.openset_protocol.CANDIDATES) on the validation split, then reporting the
 winner on the test set beside notebook 03's CNN:
 
-    python benchmarks/openset.py --candidates all [--splits 5] [--knn-k 5] [--quick]
+    python benchmarks/openset.py --candidates all [--splits 5] [--screen 2] [--knn-k 5] [--quick]
     python benchmarks/openset.py --candidates default,oe-letters,conv-stem
 
 Every candidate is trained per split (or loaded: runs are kept in runs/<candidate's runs name>/) and read with every
 score it supports; the validation table compares them on the validation split (the 5,000 held-out training
-images: known digits against the unknown ones). The ViT (candidate, score) with the best mean validation AUROC and
+images: known digits against the unknown ones), over every split or, with --screen N, the first N of them (a
+screening that costs N/splits of the full comparison). The ViT (candidate, score) with the best mean validation AUROC and
 the CNN's best score then score the test set, once. --quick checks the code path in minutes (1,000 training
 images a split, one epoch, 500 images a side; runs under runs/openset_quick/): its numbers mean nothing.
 
@@ -98,7 +99,9 @@ def compare(a, names):
             print(f"oe-fashion left out: {e}")
             names = [n for n in names if CANDIDATES[n].outliers != "fashion"]
     splits = open_set_splits(a.known, 10, a.splits, a.seed)
-    print(f"{len(splits)} splits of {a.known} known digits; knn k = {a.knn_k}"
+    screen = splits[:a.screen or len(splits)]  # the candidates are compared on these; the chosen ones tested on all
+    print(f"{len(splits)} splits of {a.known} known digits, candidates compared on the first {len(screen)}; "
+          f"knn k = {a.knn_k}"
           + (f"; QUICK: {QUICK_IMAGES} training images a split, 1 epoch, {QUICK_EVAL_IMAGES} images a side" if a.quick else ""))
     table, pools = {}, {}
     for n in names:
@@ -106,11 +109,11 @@ def compare(a, names):
         print(f"\n{n}: {c.about}  (runs/{'openset_quick/' if a.quick else ''}{c.runs_name(CNN_BASELINE_EPOCHS)})")
         if c.outliers not in pools:
             pools[c.outliers] = outlier_pool(c.outliers, data.train, n=2000 if a.quick else 20000, fashion=fashion)
-        rows = [one_split(c, data, known, i, a, "val", c.scores, pools[c.outliers]) for i, known in enumerate(splits)]
+        rows = [one_split(c, data, known, i, a, "val", c.scores, pools[c.outliers]) for i, known in enumerate(screen)]
         table[n] = summarise(rows, c.scores)
         table[n]["closed_acc"] = float(np.mean([r["closed_acc"] for r in rows]))
     print("\nValidation split (known validation digits against the unknown digits' validation images), "
-          "AUROC mean ± std over the splits:")
+          f"AUROC mean ± std over {len(screen)} split{'s' if len(screen) > 1 else ''}:")
     print(f"{'candidate':12s} " + " ".join(f"{s:>15s}" for s in COLUMNS) + f" {'closed acc':>10s}")
     for n, summary in table.items():
         cells = [f"{summary[s][0]:.4f} ± {summary[s][1]:.3f}" if s in summary else "—" for s in COLUMNS]
@@ -161,6 +164,8 @@ def main():
     ap.add_argument("--objective", choices=("ce", "oe"),
                     help="one variant: ce (default): cross-entropy; oe: plus outlier exposure on spliced known digits")
     ap.add_argument("--splits", type=int, default=5, help="number of random 6/4 splits")
+    ap.add_argument("--screen", type=int, help="--candidates: compare the candidates on the first N splits only "
+                    "(default: all); the chosen ones are still tested on every split")
     ap.add_argument("--known", type=int, default=6, help="known digits per split")
     ap.add_argument("--epochs", type=int, help="one variant: override the recipe's epochs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split draw")
@@ -178,11 +183,15 @@ def main():
         ap.error(f"--label-smoothing must be in [0, 1), got {a.label_smoothing}")
     if a.splits < 1:
         ap.error(f"--splits must be at least 1, got {a.splits}")
+    if a.screen is not None and not 1 <= a.screen <= a.splits:
+        ap.error(f"--screen must be between 1 and --splits ({a.splits}), got {a.screen}")
     if a.knn_k < 1:
         ap.error(f"--knn-k must be at least 1, got {a.knn_k}")
     if a.epochs is not None and a.epochs < 1:
         ap.error(f"--epochs must be at least 1, got {a.epochs}")
     if a.candidates is None:
+        if a.screen is not None:
+            ap.error("--screen is for --candidates")
         return single(a)
     one_variant = [f for f in ("model", "objective", "epochs", "label_smoothing", "eval_set", "runs") if getattr(a, f) is not None]
     if one_variant:

@@ -56,7 +56,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "python": platform.python_version()}
+    # Torch's thread count changes a run's numbers (and its time), so the pass records what its kernels inherit.
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "python": platform.python_version(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset (torch uses every core)")}
 
 
 def select(paths: list[Path], only: list[str]) -> list[Path]:
