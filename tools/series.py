@@ -37,10 +37,12 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def commit() -> str:
+def commit(notebook: Path) -> str:
+    """HEAD, with '+changes' when the package or this notebook differ from it (the pass's own rewrites of earlier
+    notebooks don't count: they are its outputs, not what this notebook runs)."""
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "vitlab", "notebooks"],
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "vitlab", str(notebook)],
                                capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else "unknown"
     except OSError:
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     todo = select(paths, a.only) if a.only else [p for p in paths if log["notebooks"].get(p.stem, {}).get("status") != "done"]
     print(f"series: {len(todo)} of {len(paths)} notebooks to run ({log['mode']} mode), pass started {log['started']}")
     for p in todo:
-        entry = log["notebooks"][p.stem] = {"status": "running", "started": now(), "commit": commit()}
+        entry = log["notebooks"][p.stem] = {"status": "running", "started": now(), "commit": commit(p)}
         save_log(log, a.log)
         print(f"series: {p.name} ...", flush=True)
         try:
