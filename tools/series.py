@@ -3,7 +3,8 @@
     make series                        # start a pass, or carry on with the one under way
     python tools/series.py [--new] [--only 07 08] [--fast] [--notebooks DIR] [--runs DIR] [--log FILE]
 
-A pass starts from an empty runs directory: whatever is there (apart from FAST runs in runs/fast/) is moved aside to
+A notebook's figures are stored with a palette of at most 256 colours (tools/nbimages.py), which keeps the
+committed series small. A pass starts from an empty runs directory: whatever is there (apart from FAST runs in runs/fast/) is moved aside to
 runs.before-series-<time>/, never deleted. Each notebook then runs top to bottom (without CI set, so the full run;
 --fast sets it) and is written back in place only when every cell succeeded; a failing notebook is left as it was,
 its partly executed copy goes to <runs>/series/<name>.failed.ipynb, and the pass stops with a one-line error.
@@ -31,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nbcheck  # noqa: E402
+import nbimages  # noqa: E402
 
 
 def now() -> str:
@@ -111,6 +113,7 @@ def execute(path: Path, runs: Path, fast: bool) -> float:
             raise
         raise RuntimeError(f"{path.name} failed ({e.ename}: {e.evalue}); partial run in {failed}") from None
     seconds = time.perf_counter() - t0
+    nbimages.compact_notebook(nb)  # figures in a 256-colour palette: the committed series stays small
     nbformat.write(nb, path)
     return seconds
 
