@@ -90,3 +90,29 @@ def test_only_needs_a_pass_and_a_known_notebook(series_dir):
         _run(series_dir, "--only", "07")
     with pytest.raises(SystemExit):
         _run(series_dir, "--fast")  # the pass on record is a full one
+
+
+def test_progress_bars_are_dropped_and_other_widgets_kept():
+    import nbformat
+
+    view = series.WIDGET_VIEW
+
+    def out(model, text):
+        return nbformat.v4.new_output("display_data", data={view: {"model_id": model, "version_major": 2,
+                                                                   "version_minor": 0}, "text/plain": text})
+
+    cell = nbformat.v4.new_code_cell("train(); explorer")
+    cell.outputs = [out("bar1", "epoch 1/53:  40%|####      | 86/214 [00:03<00:05, 25.1it/s]"),
+                    nbformat.v4.new_output("stream", name="stdout", text="epoch   1/53  val acc 97.1%\n"),
+                    out("box", "VBox(children=(HTML(value='explorer'),))")]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    state = {"bar1": {"state": {"children": ["IPY_MODEL_bar1p"]}}, "bar1p": {"state": {}},
+             "box": {"state": {"children": ["IPY_MODEL_html"]}}, "html": {"state": {}}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]  # the notebook's copy
+    assert series.drop_progress_bars(nb) == 1
+    assert [o.get("name") or o["data"]["text/plain"][:4] for o in nb.cells[0].outputs] == ["stdout", "VBox"]
+    assert set(state) == {"box", "html"}  # the explorer and what it references stay; the bar's models go
+    cell.outputs = cell.outputs[:1] + [out("bar2", "epoch 2/53:   0%|          | 0/214 [00:00<?, ?it/s]")]
+    state["bar2"] = {"state": {}}
+    assert series.drop_progress_bars(nb) == 1 and "widgets" not in nb.metadata  # nothing left: no widget state

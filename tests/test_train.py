@@ -304,3 +304,26 @@ def test_runs_written_before_a_config_field_existed_still_load(mnist, tmp_path):
     assert resumed.trained_now and resumed.history.num_steps == 4  # went on from epoch 1: 2 steps before, 2 after
     again = train_or_load("old", model_cfg, mnist.train, None, cfg, runs_dir=tmp_path, verbose=False)
     assert not again.trained_now and torch.equal(again.model.head.weight, resumed.model.head.weight)
+
+
+@pytest.mark.parametrize("env, shown", [(None, True), ("1", False), ("true", False), ("0", True)])
+def test_progress_bars_follow_tqdm_disable_even_in_notebooks(mnist, monkeypatch, env, shown):
+    # tqdm's notebook bars ignore TQDM_DISABLE; the trainer reads it itself, so the series pass keeps bars out of
+    # committed notebooks while a learner's session still shows them.
+    import tqdm.auto
+
+    kwargs = []
+
+    class Recorder(tqdm.auto.tqdm):
+        def __init__(self, *a, **kw):
+            kwargs.append(kw)
+            super().__init__(*a, **{**kw, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    cfg = TrainConfig(epochs=1, batch_size=50, max_steps_per_epoch=2, augment=None)
+    Trainer(ViT(vit_micro_mnist()), mnist.train.take(100), None, cfg, progress=True, verbose=False).fit()
+    assert kwargs and all(("disable" not in kw) == shown for kw in kwargs)

@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,46 @@ def save_log(log: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+TQDM_TEXT = re.compile(r"\d+%\|.*\| *[\d.?]+[kM]?/[\d.?]+[kM]? \[")  # tqdm's text: " 40%|####  | 86/214 [00:03<..."
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_progress_bars(nb) -> int:
+    """Remove tqdm's notebook progress bars from `nb`'s outputs, and the widget state only they used; the number of
+    bars removed. Bars are for a live session (the trainer's vanish at each epoch's end) and the pass sets
+    TQDM_DISABLE, so this only catches bars from code that ignores it. Other widgets (06's explorer, 11's pad) keep
+    their state, so that a saved notebook still shows them."""
+    removed = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            text = data.get("text/plain", "")
+            if WIDGET_VIEW in data and TQDM_TEXT.search("".join(text) if isinstance(text, list) else text):
+                removed += 1
+            else:
+                kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state")
+    if removed and state is not None:
+        todo = [out["data"][WIDGET_VIEW]["model_id"] for cell in nb.cells for out in cell.get("outputs", [])
+                if WIDGET_VIEW in out.get("data", {})]
+        used = set()
+        while todo:  # every model a remaining view reaches, through IPY_MODEL_<id> references
+            m = todo.pop()
+            if m in used or m not in state:
+                continue
+            used.add(m)
+            todo += re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[m]))
+        for m in list(state):
+            if m not in used:
+                del state[m]
+        if not state:
+            del nb.metadata["widgets"]
+    return removed
+
+
 def execute(path: Path, runs: Path, fast: bool) -> float:
     """Run one notebook top to bottom in a fresh kernel; write it back only if every cell succeeded."""
     import nbformat
@@ -113,6 +154,7 @@ def execute(path: Path, runs: Path, fast: bool) -> float:
             raise
         raise RuntimeError(f"{path.name} failed ({e.ename}: {e.evalue}); partial run in {failed}") from None
     seconds = time.perf_counter() - t0
+    drop_progress_bars(nb)
     nbimages.compact_notebook(nb)  # figures in a 256-colour palette: the committed series stays small
     nbformat.write(nb, path)
     return seconds

@@ -284,8 +284,10 @@ class Trainer:
         loss_sum, correct, seen, seen_labelled = 0.0, 0, 0, 0
         got_logits = False  # MAE-style objectives return none: no training accuracy then
         batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
-        # Pass `disable` only to switch bars off, so tqdm's own TQDM_DISABLE=1 still works otherwise.
-        off = {} if self.progress and dist.is_main() else {"disable": True}
+        # Pass `disable` only to switch bars off. TQDM_DISABLE=1 is read here as well: tqdm's notebook bars (which
+        # tqdm.auto picks in Jupyter) ignore it, and the series pass sets it to keep bars out of committed notebooks.
+        env_off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+        off = {} if self.progress and dist.is_main() and not env_off else {"disable": True}
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", leave=False, **off)
         for i, (x, y) in enumerate(batches):
             if i >= self.steps_per_epoch:
