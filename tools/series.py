@@ -126,7 +126,7 @@ def drop_progress_bars(nb) -> int:
             if m in used or m not in state:
                 continue
             used.add(m)
-            todo += re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[m]))
+            todo += re.findall(r"IPY_MODEL_(\w+)", json.dumps(state[m]))
         for m in list(state):
             if m not in used:
                 del state[m]
