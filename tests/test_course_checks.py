@@ -38,7 +38,6 @@ def test_committed_outputs_are_clean(path):
     assert nbcheck.output_problems(path) == []
 
 
-@pytest.mark.xfail(bool(AWAITING_SERIES_RUN), strict=True, reason="outputs predate the full series run")
 def test_notebooks_total_under_6_mb():
     assert nbcheck.size_problems(NOTEBOOKS) == []
 
