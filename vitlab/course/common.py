@@ -49,4 +49,3 @@ def cnn_baseline_run(data, fast: bool = False, **kwargs):
     train_set, cfg = shrink_for_fast(data.train, r.train, fast)
     cfg = dataclasses.replace(cfg, epochs=2 if fast else CNN_BASELINE_EPOCHS)
     return train_or_load("cnn_baseline", CNNConfig(), train_set, data.val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
-
