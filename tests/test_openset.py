@@ -309,3 +309,21 @@ def test_clean_backbone_never_sees_the_unseen_digits(tmp_path, monkeypatch):
     assert set(bank.labels.tolist()) == set(range(6)) and set(unknown.labels.tolist()) == {4, 6, 7, 9}
     with pytest.raises(ValueError, match="model"):
         clean_backbone_run(data, osd, model="mlp")
+
+
+def test_clean_backbone_can_follow_an_openset_candidate(tmp_path, monkeypatch):
+    from vitlab.course.finetune import clean_backbone_run, open_set_data
+
+    monkeypatch.setenv("VITLAB_RUNS", str(tmp_path))
+    data = _splits()
+    osd = open_set_data(data, [3, 8], [0, 1, 2, 5], fast=True)
+    run = clean_backbone_run(data, osd, fast=True, candidate="no-ls-long")
+    assert run.path == tmp_path / "fast" / "07_vit_without_4679_no-ls-long"
+    smoothing = lambda r: torch.load(r.checkpoint, weights_only=True)["train_config"]["label_smoothing"]
+    assert smoothing(run) == 0.0  # the candidate's recipe, not the default's 0.1
+    plain = clean_backbone_run(data, osd, fast=True)
+    assert smoothing(plain) == 0.1 and plain.path != run.path
+    with pytest.raises(ValueError, match="unknown candidate 'nope'"):
+        clean_backbone_run(data, osd, candidate="nope")
+    with pytest.raises(ValueError, match="not a plain vit backbone"):
+        clean_backbone_run(data, osd, candidate="oe-splice")

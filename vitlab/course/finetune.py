@@ -104,25 +104,42 @@ def open_set_run(data, osd, approach: str, kind: str, fast: bool = False, backbo
                          **kwargs)
 
 
-def clean_backbone_run(data, osd: OpenSetData, fast: bool = False, model: str = "vit", **kwargs):
+def clean_backbone_run(data, osd: OpenSetData, fast: bool = False, model: str = "vit", candidate: str | None = None,
+                       **kwargs):
     """A backbone that never saw the unseen digits: notebook 03's recipe (model "vit": the default recipe's ViT,
     FAST-shrunk as notebook 03 shrinks it; "cnn": its CNN baseline) trained on `osd.seen` only, labels 0..5 in
-    that order. Run ``07_<model>_without_<unseen digits>``, e.g. ``07_vit_without_4679``."""
+    that order. Run ``07_<model>_without_<unseen digits>``, e.g. ``07_vit_without_4679``.
+
+    candidate: a ViT trained as one of benchmarks/openset.py's candidates instead (a name in
+    `openset_protocol.CANDIDATES`, e.g. "no-ls-long": 80 epochs without label smoothing), in run
+    ``07_vit_without_4679_<candidate>``. FAST keeps the candidate's smoothing and stem but trains FAST's epochs."""
     if model not in ("vit", "cnn"):
         raise ValueError(f"model must be 'vit' or 'cnn', got {model!r}")
+    c = None
+    if candidate is not None:
+        from ..methods.openset_protocol import CANDIDATES
+
+        if candidate not in CANDIDATES:
+            raise ValueError(f"unknown candidate {candidate!r}; choose from {', '.join(CANDIDATES)}")
+        c = CANDIDATES[candidate]
+        if c.model != model or c.outliers is not None:
+            raise ValueError(f"candidate {candidate!r} is not a plain {model} backbone (model {c.model!r}, "
+                             f"outliers {c.outliers!r})")
     train, _ = known_unknown_split(data.train, osd.seen)
     val, _ = known_unknown_split(data.val, osd.seen)
     r = RECIPES["default"]
     if model == "vit":
-        train, cfg = shrink_for_fast(train, r.train, fast, epochs=DEFAULT_FAST_EPOCHS)
-        mcfg = dataclasses.replace(r.model, num_classes=len(osd.seen))
+        tcfg = r.train if c is None else c.train_config(CNN_BASELINE_EPOCHS)
+        train, cfg = shrink_for_fast(train, tcfg, fast, epochs=DEFAULT_FAST_EPOCHS)
+        mcfg = (dataclasses.replace(r.model, num_classes=len(osd.seen)) if c is None
+                else c.model_config(len(osd.seen)))
     else:
         train, cfg = shrink_for_fast(train, r.train, fast)
         cfg = dataclasses.replace(cfg, epochs=2 if fast else CNN_BASELINE_EPOCHS)
         mcfg = CNNConfig(num_classes=len(osd.seen))
     for k, v in (("tensorboard", False), ("progress", False), ("verbose", False)):
         kwargs.setdefault(k, v)
-    name = f"07_{model}_without_{''.join(map(str, osd.unseen))}"
+    name = f"07_{model}_without_{''.join(map(str, osd.unseen))}" + (f"_{candidate}" if c is not None else "")
     return train_or_load(name, mcfg, train, val, cfg, runs_dir=notebook_runs_dir(fast), **kwargs)
 
 
