@@ -163,6 +163,8 @@ def test_train_or_load_fine_tunes_from_init_and_freezes(tmp_path, mnist):
     again = train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, train_only=["head"],
                           verbose=False)
     assert not again.trained_now
+    trainable = lambda r: {n for n, p in r.model.named_parameters() if p.requires_grad}
+    assert trainable(again) == trainable(run) == {"head.weight", "head.bias"}  # a loaded probe is still a probe
     with pytest.raises(CheckpointError, match="train_only"):
         train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, verbose=False)
     with pytest.raises(ValueError, match="names no parameters"):

@@ -83,6 +83,13 @@ def train_or_load(
     ckpt_path = path / "checkpoint.pt"
     set_seed(train_config.seed)
     model = build_model(model_type, model_config)
+    if train_only:  # before loading too, so a loaded run has the same parameters frozen as when it trained
+        names = [n for n, _ in model.named_parameters()]
+        unknown = [t for t in train_only if not any(n.startswith(t) for n in names)]
+        if unknown:
+            raise ValueError(f"train_only names no parameters: {unknown}")
+        for n, p in model.named_parameters():
+            p.requires_grad_(any(n.startswith(t) for t in train_only))
     setup = {"init": type(init).__name__ if init is not None else None,
              "train_only": sorted(train_only) if train_only else None,
              "objective": objective.to_dict() if objective is not None else None}
@@ -117,13 +124,6 @@ def train_or_load(
         if not copy:
             raise ValueError(f"run {name!r}: the init model shares no weights with {model_config}")
         model.load_state_dict(copy, strict=False)
-    if train_only:
-        names = [n for n, _ in model.named_parameters()]
-        unknown = [t for t in train_only if not any(n.startswith(t) for n in names)]
-        if unknown:
-            raise ValueError(f"train_only names no parameters: {unknown}")
-        for n, p in model.named_parameters():
-            p.requires_grad_(any(n.startswith(t) for t in train_only))
     trainer = Trainer(
         model,
         train_set,
