@@ -148,6 +148,9 @@ def test_grouped_bars_share_colours_and_scale():
     assert ax.get_ylim()[0] <= 0.8 and ax.get_ylim()[1] > 1  # every bar and its label fit
     fig2 = plot_grouped_bars(values, ylim=(0.5, 1.05))
     assert fig2.axes[0].get_ylim() == (0.5, 1.05)
+    cuts = lambda f: [line for line in f.axes[0].lines if line.get_gid() == "axis-cut"]
+    assert len(cuts(fig2)) == 2  # the axis starts at 0.5: the break mark says so
+    assert cuts(plot_grouped_bars(values, ylim=(0, 1.05))) == []  # from 0: nothing to mark
     plt.close("all")
 
 

@@ -242,10 +242,23 @@ def plot_grouped_bars(values: dict, title: str = "", ylabel: str = "AUROC", ylim
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1, rotation=90)
     lo = min(v for g in values.values() for v in g.values())
     ax.set(title=title, ylabel=ylabel, ylim=ylim or (max(0.0, np.floor(lo * 10) / 10 - 0.05), 1.06))
+    mark_cut_axis(ax)
     ax.set_xticks(range(len(values)), list(values), rotation=20, ha="right", fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def mark_cut_axis(ax) -> bool:
+    """Where a bar chart's y-axis starts above 0, draw the usual break mark (two short slashes) across the foot of
+    the y-axis, so that nobody reads the bars' heights as ratios; True when it drew one."""
+    bottom = ax.get_ylim()[0]
+    if bottom <= 0:
+        return False
+    for dy in (-0.012, 0.012):  # axes coordinates: two parallel slashes just above the x-axis
+        ax.plot([-0.015, 0.015], [0.06 + dy - 0.012, 0.06 + dy + 0.012], transform=ax.transAxes, color="k", lw=1,
+                clip_on=False, gid="axis-cut")
+    return True
 
 
 def plot_reliability(cal, title: str = "Reliability diagram", ax=None):
