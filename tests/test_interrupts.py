@@ -12,14 +12,20 @@ import torch
 
 from vitlab.training import load_model, read_checkpoint, save_checkpoint
 
-EPOCHS = 12  # enough that the signal lands mid-run even on a loaded machine with the offline 400-image validation set
+EPOCHS = 4
 TRAIN = ["train", "--preset", "vit_micro_mnist", "--epochs", str(EPOCHS), "--batch_size", "64", "--train_subset", "3000",
          "--max_steps_per_epoch", "40", "--no_progress", "--no_tensorboard", "--seed", "2"]
 
 
+def _restore_sigint():
+    # A job started in the background by a non-interactive shell (CI scripts, `make test &`) inherits SIGINT ignored,
+    # and Python then never installs its Ctrl-C handler: give the child the default disposition a terminal gives it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _vitlab(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "vitlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+                            text=True, preexec_fn=_restore_sigint, **kw)
 
 
 def _wait_for(path, proc, timeout=300.0):
