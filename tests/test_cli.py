@@ -22,12 +22,12 @@ def _one_line_error(capsys, argv, pattern):
 
 @pytest.mark.parametrize("argv,pattern", [
     (["train", "--epochs", "-1"], "expected a positive integer"),
-    (["train", "--learning-rate", "fast"], "invalid float value"),
+    (["train", "--learning-rate", "fast"], "expected a finite number > 0, got 'fast'"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["train", "--patch_size", "5", "--epochs", "1"], "not divisible by patch_size 5"),
     (["train", "--model", "cnn", "--patch_size", "7"], "applies to the ViT only"),
     (["train", "--patch_overlap", "7", "--epochs", "1"], "patch_overlap must be in [0, patch_size)"),
-    (["train", "--ema_decay", "1.5", "--epochs", "1"], "ema_decay must be in [0, 1)"),
+    (["train", "--ema_decay", "1.5", "--epochs", "1"], "expected a number in [0, 1), got 1.5"),
     (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "device"),
     (["evaluate", "--checkpoint", "no/such/file.pt"], "checkpoint not found"),
     (["predict", "--checkpoint", "no/such/file.pt", "x.png"], "checkpoint not found"),

@@ -20,9 +20,9 @@ LAYERS = {
     "methods": 5,
     "viz": 6,
     "course": 7,
-    "top": 8,  # vitlab/__init__.py, __main__.py, cli.py: the entry points
+    "top": 8,  # vitlab/__init__.py, __main__.py, cli.py, lab.py: the entry points
 }
-TOP_MODULES = {"__init__", "__main__", "cli"}
+TOP_MODULES = {"__init__", "__main__", "cli", "lab"}
 
 
 def layer_of(module: str) -> str:

@@ -215,7 +215,7 @@ def test_predict_flags_and_explains(trained, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code = main(["predict", "--checkpoint", str(cnn), str(files[0]), "--explain", str(tmp_path / "afile")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == f"vitlab: error: --explain {tmp_path / 'afile'}: exists and is not a folder"
+    assert code == 2 and err == f"vitlab: error: --explain {tmp_path / 'afile'}: {tmp_path / 'afile'} is a file, not a folder"
 
 
 def test_digit_pad_reads_draws_undoes_and_saves(trained, tmp_path):

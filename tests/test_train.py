@@ -79,7 +79,7 @@ def test_grad_clip_limits_update(mnist, tmp_path):
 
 def test_resume_with_other_recipe_is_refused(mnist, tmp_path):
     _trainer(mnist, tmp_path, epochs=1).fit()
-    with pytest.raises(CheckpointError, match=r"different training recipe \(lr"):
+    with pytest.raises(CheckpointError, match=r"cannot resume run .*different setup \(lr: checkpoint 0.002, now 0.01\)"):
         _trainer(mnist, tmp_path, epochs=1, lr=1e-2).fit(resume=True)
 
 
@@ -112,14 +112,14 @@ def test_short_run_clears_90_percent(full_mnist, tmp_path):
     again = train_or_load("short", model_cfg, train, None, cfg, runs_dir=tmp_path, verbose=False)
     assert not again.trained_now
     assert torch.equal(again.model.head.weight, run.model.head.weight)
-    with pytest.raises(CheckpointError, match="exists with a different setup"):
+    with pytest.raises(CheckpointError, match="it was trained with a different setup"):
         train_or_load("short", vit_tiny_mnist(dim=32), train, None, cfg, runs_dir=tmp_path, verbose=False)
 
 
 def test_bad_train_config():
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear")
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be a finite integer >= 1, got 0"):
         TrainConfig(epochs=0)
 
 

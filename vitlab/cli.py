@@ -16,6 +16,7 @@ reports each bad one in a line and exits with status 1 if any failed. Ctrl-C dur
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import replace
@@ -39,15 +40,17 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _bounded(kind, minimum, what):
-    """An argparse type: `kind(s)`, at least `minimum`, else a message saying `what` was expected."""
+def _bounded(kind, minimum, what, maximum=None, strict=False):
+    """An argparse type: `kind(s)`, finite, at least `minimum` (above it, `strict`) and below `maximum` when given,
+    else a message saying `what` was expected and naming the value."""
 
     def parse(s: str):
         try:
             v = kind(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not v >= minimum:  # also rejects NaN
+        ok = math.isfinite(v) and (v > minimum if strict else v >= minimum) and (maximum is None or v < maximum)
+        if not ok:  # also rejects nan and inf
             raise argparse.ArgumentTypeError(f"expected {what}, got {s}")
         return v
 
@@ -55,7 +58,10 @@ def _bounded(kind, minimum, what):
 
 
 _positive_int = _bounded(int, 1, "a positive integer")
-_nonneg_float = _bounded(float, 0.0, "a number >= 0")
+_nonneg_int = _bounded(int, 0, "an integer >= 0")
+_nonneg_float = _bounded(float, 0.0, "a finite number >= 0")
+_positive_float = _bounded(float, 0.0, "a finite number > 0", strict=True)
+_fraction = _bounded(float, 0.0, "a number in [0, 1)", maximum=1.0)
 
 
 def _add(p, name: str, **kw):
@@ -80,30 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add(t, "model", default="vit", choices=["vit", "cnn"], help="vit, or the small CNN baseline")
     _add(t, "epochs", type=_positive_int, help="passes over the training set (default: the recipe's)")
     _add(t, "batch_size", type=_positive_int, help="images per step (default 256)")
-    _add(t, "learning_rate", type=float, help="peak learning rate (default 2e-3)")
+    _add(t, "learning_rate", type=_positive_float, help="peak learning rate (default 2e-3)")
     _add(t, "weight_decay", type=_nonneg_float, help="AdamW weight decay (default 0.05)")
     _add(t, "warmup_epochs", type=_nonneg_float, help="linear warm-up length (default 1)")
     _add(t, "schedule", choices=["cosine", "onecycle", "constant"], help="learning-rate schedule (default cosine)")
-    _add(t, "label_smoothing", type=_nonneg_float, help="label smoothing (default 0.1)")
-    _add(t, "seed", type=int, default=0, help="random seed (default 0)")
+    _add(t, "label_smoothing", type=_fraction, help="label smoothing (default 0.1)")
+    _add(t, "seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     _add(t, "grad_clip", type=_nonneg_float, help="max gradient norm, 0 = off (default 1.0)")
-    _add(t, "ema_decay", type=_nonneg_float,
+    _add(t, "ema_decay", type=_fraction,
          help="average the weights with this per-step decay, e.g. 0.999; the saved model is the average (0 = off)")
     _add(t, "patch_size", type=_positive_int, help="patch side in pixels; must divide 28")
-    _add(t, "patch_overlap", type=_bounded(int, 0, "an integer >= 0"),
+    _add(t, "patch_overlap", type=_nonneg_int,
          help="pixels of its neighbours each patch embedding also sees, on every side (0 = none; less than the patch)")
     _add(t, "hidden_size", type=_positive_int, help="token width D")
     _add(t, "num_layers", type=_positive_int, help="Transformer blocks")
     _add(t, "num_heads", type=_positive_int, help="attention heads; must divide hidden_size")
-    _add(t, "mlp_ratio", type=float, help="MLP width as a multiple of hidden_size")
-    _add(t, "dropout", type=_nonneg_float, help="dropout rate")
+    _add(t, "mlp_ratio", type=_positive_float, help="MLP width as a multiple of hidden_size")
+    _add(t, "dropout", type=_fraction, help="dropout rate")
     _add(t, "pos_embed", choices=["learned", "sincos", "none"], help="positional embedding")
     _add(t, "pool", choices=["cls", "mean"], help="read the CLS token or average patch tokens")
     _add(t, "no_augment", action="store_true", help="turn off rotation/scale/shift augmentation")
     _add(t, "elastic", type=_nonneg_float, help="elastic distortion strength in pixels (default 0 = off)")
     _add(t, "dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default: %(default)s)")
     _add(t, "train_subset", type=_positive_int, help="train on this many images only (quick runs)")
-    _add(t, "val_size", type=_bounded(int, 0, "an integer >= 0"),
+    _add(t, "val_size", type=_nonneg_int,
          help="validation images held out of the training images (default: 5000 of the 60k; a tenth of the "
               "offline 4k fallback)")
     _add(t, "max_steps_per_epoch", type=_positive_int, help="cut each epoch to this many steps")
@@ -115,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
               "(e.g. head = a linear probe); the rest stay frozen")
     _add(t, "name", help="run name (default: the preset, or 'cnn')")
     _add(t, "runs_dir", help="where runs are written (default: runs/)")
-    _add(t, "device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    _add(t, "resume", action="store_true", help="continue runs/<name>/checkpoint.pt where it stopped")
+    _add(t, "device", default="auto", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N, mps (default: auto)")
+    _add(t, "resume", action="store_true", help="continue runs/<name>/checkpoint.pt where it stopped; the model, recipe and data (dataset, subset, validation split, augmentation) must be the run's own")
     _add(t, "overwrite", action="store_true", help="replace an existing finished run of the same name")
     _add(t, "no_tensorboard", action="store_true", help="do not write TensorBoard events")
     _add(t, "no_progress", action="store_true", help="no progress bars")
@@ -125,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(e, "checkpoint", required=True, help="path to checkpoint.pt")
     _add(e, "split", default="test", choices=["test", "val"], help="which split (default: test)")
     _add(e, "out", help="also write confusion_matrix.png and misclassified.png here")
-    _add(e, "device", default="auto", help="auto, cpu, cuda (default: auto)")
+    _add(e, "device", default="auto", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N, mps (default: auto)")
 
     p = sub.add_parser("predict", help="classify your own images", description="Classify PNG/JPEG images of any size.")
     _add(p, "checkpoint", required=True, help="path to checkpoint.pt")
@@ -153,10 +159,19 @@ def _train(a) -> int:
     from .models.configs import PRESETS, CNNConfig
     from .training import distributed as dist
     from .training.config import resolve_device
+    from .paths import ensure_writable, shown
+    from .training.checkpoints import RunMismatch
     from .training.evaluation import evaluate
     from .training.recipes import get_recipe
-    from .training.runs import default_runs_dir, train_or_load
+    from .training.runs import check_run_name, default_runs_dir, train_or_load
 
+    if a.resume and a.overwrite:
+        return _fail("--resume continues a run and --overwrite replaces it: pass one of them, not both")
+    name = a.name if a.name is not None else ("cnn" if a.model == "cnn" else a.preset or f"vit_{a.recipe}")
+    check_run_name(name)
+    runs_dir = Path(a.runs_dir) if a.runs_dir else default_runs_dir()
+    if dist.is_main():  # before any work: a place that cannot be written is found now, not after an epoch
+        ensure_writable(runs_dir / name, "run folder")
     # Fail early on an unavailable device; under torchrun, join the other processes before anything is written.
     dist.init_from_env(dist.local_device(resolve_device(a.device)))
     recipe = get_recipe(a.recipe)
@@ -198,8 +213,6 @@ def _train(a) -> int:
     elif a.elastic is not None:
         augment = replace(augment or Augment(), elastic_alpha=a.elastic)
     tcfg = replace(recipe.train, **tc, augment=augment, seed=a.seed, device=a.device)
-    name = a.name or ("cnn" if a.model == "cnn" else a.preset or f"vit_{a.recipe}")
-    runs_dir = Path(a.runs_dir) if a.runs_dir else default_runs_dir()
     ckpt = runs_dir / name / "checkpoint.pt"
     if ckpt.exists() and not (a.resume or a.overwrite):
         return _fail(f"run {name!r} already exists at {ckpt}; pass --resume to continue it, "
@@ -215,6 +228,10 @@ def _train(a) -> int:
         if dist.is_main():
             print(f"vitlab: interrupted; {_resume_hint(ckpt)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RunMismatch as e:  # the library's hint names its argument (retrain=True); say the flags instead
+        verb = "resume" if a.resume else "reuse"
+        return _fail(f"cannot {verb} run {name!r} ({shown(e.path)}): it was trained with a different setup "
+                     f"({e.what}); --overwrite starts it afresh, --name starts another run")
     main_process = dist.is_main()
     dist.finish()
     if not main_process:  # every process holds the same model: the main one evaluates and writes, once
@@ -258,8 +275,11 @@ def _evaluate(a) -> int:
     from .training.checkpoints import load_classifier
     from .training.config import resolve_device
     from .training.evaluation import evaluate, evaluation_split
+    from .paths import ensure_writable
 
     device = resolve_device(a.device)
+    if a.out:
+        ensure_writable(Path(a.out), "--out")
     model, ckpt = load_classifier(a.checkpoint, map_location=device)
     split, left_out = evaluation_split(ckpt, a.checkpoint, a.split)
     if left_out:
@@ -277,10 +297,12 @@ def _evaluate(a) -> int:
 def _predict(a) -> int:
     from .images import ImageError, read_picture
     from .methods.reading import DigitReader
+    from .paths import ensure_writable, output_names
 
     out = Path(a.explain) if a.explain else None
-    if out is not None and out.exists() and not out.is_dir():
-        return _fail(f"--explain {out}: exists and is not a folder")
+    if out is not None:
+        ensure_writable(out, "--explain")
+    names = dict(zip(a.images, output_names(a.images, ".explain.png")))
     reader = DigitReader.from_checkpoint(a.checkpoint, check=False)
     k = min(a.top, len(reader.classes))
     width = max(len(str(p)) for p in a.images) + 1
@@ -310,8 +332,7 @@ def _predict(a) -> int:
 
             from .viz.reading import plot_reading
 
-            out.mkdir(parents=True, exist_ok=True)
-            png = out / f"{Path(path).stem}.explain.png"
+            png = out / names[path]
             fig = plot_reading(reading, title=Path(path).name, picture=picture)
             fig.savefig(png, dpi=110)
             plt.close(fig)
@@ -333,24 +354,6 @@ def _download(a) -> int:
     return 0
 
 
-def _lab(extra: list) -> int:
-    """JupyterLab on the checkout, opening notebook 01, as `make lab` runs it; as root (a container, a classroom
-    image) with --allow-root. JupyterLab replaces this process, so Ctrl-C and signals reach it directly."""
-    from .paths import project_dir
-
-    notebooks = project_dir("VITLAB_NOTEBOOKS", "notebooks")
-    if not (notebooks / "01_load_data.ipynb").is_file():
-        return _fail(f"{notebooks}: no vitlab notebooks here (run from a vitlab checkout, or set VITLAB_NOTEBOOKS)")
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks.parent}",
-           f"--LabApp.default_url=/lab/tree/{notebooks.name}/01_load_data.ipynb", *extra]
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
-        print("vitlab: running as root (a container?), so JupyterLab is started with --allow-root", file=sys.stderr,
-              flush=True)
-        cmd.append("--allow-root")
-    sys.stdout.flush()
-    os.execv(sys.executable, cmd)
-
-
 def _env_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -359,7 +362,9 @@ def main(argv=None) -> int:
     global _ARGV
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["lab"]:  # everything after `lab` belongs to JupyterLab
-        return _lab(args[1:])
+        from .lab import start_lab
+
+        return start_lab(args[1:])
     _ARGV = args
     parser = build_parser()
     try:
@@ -372,10 +377,11 @@ def main(argv=None) -> int:
     from .data import DataError
     from .images import ImageError
     from .training.checkpoints import CheckpointError
+    from .training.lock import RunLocked
 
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}[a.command](a)
-    except (CheckpointError, DataError, ImageError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, DataError, ImageError, FileNotFoundError, ValueError, RunLocked) as e:
         # Under torchrun every process meets the same bad input: the first one says it.
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__) if _env_rank() == 0 else EXIT_USAGE
     except RuntimeError as e:

@@ -96,10 +96,16 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"{path}: file not found")
+        if not path.exists():
+            raise ImageError(f"{path}: file not found")
+        kind = ("a folder" if path.is_dir() else "a FIFO" if path.is_fifo() else "a device" if path.is_char_device()
+                or path.is_block_device() else "a socket" if path.is_socket() else "not a regular file")
+        raise ImageError(f"{path}: is {kind}, not an image file")
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode.startswith(("I", "F")):  # 16-bit, 32-bit or float grey: PIL's "L" would clip it to 0/255
+                return _deep_grey(np.asarray(im, dtype=np.float64), im.mode)
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -109,6 +115,23 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: not a readable image file") from None
     except (OSError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
+
+
+def _deep_grey(a: np.ndarray, mode: str) -> np.ndarray:
+    """A grey image of more than 8 bits (PIL mode I;16, I or F) -> (H, W) float32 in [0, 255], every level kept:
+    16-bit values over 65535, floats in [0, 1] over 1 when they lie there, anything else over its own range."""
+    if a.ndim != 2:
+        raise ImageError(f"expected a grey image, got shape {a.shape} in mode {mode}")
+    if not np.isfinite(a).all():
+        raise ImageError(f"the image holds non-finite values (mode {mode})")
+    lo, hi = float(a.min()), float(a.max())
+    if mode.startswith("F") and 0 <= lo and hi <= 1:
+        scale, lo = 1.0, 0.0
+    elif 0 <= lo and hi <= 65535 and not mode.startswith("F"):
+        scale, lo = 65535.0, 0.0
+    else:
+        scale = max(hi - lo, 1e-12)
+    return ((a - lo) * (255.0 / scale)).astype(np.float32)
 
 
 def read_digit(path: str | os.PathLike, size: int = 28) -> torch.Tensor:

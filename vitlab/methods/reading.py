@@ -20,6 +20,7 @@ from ..analysis.attention import attention_maps, attention_rollout, token_map, u
 from ..analysis.features import features_from_tokens
 from ..images import to_mnist_style
 from ..training.checkpoints import load_classifier
+from ..training.inference import check_finite
 from .digitcheck import DigitCheck, for_checkpoint
 
 
@@ -66,7 +67,11 @@ class DigitReader:
         """Load any lab classifier (ViT, CNN, DeiT, a relabelled one); with `check`, fit or load its digit check
         (`fit_check`)."""
         model, ckpt = load_classifier(path)
-        reader = cls(model, ckpt["classes"], ckpt.get("normalization") or (0.0, 1.0))
+        mean, std = ckpt.get("normalization") or (0.0, 1.0)
+        with torch.no_grad():  # a model with broken weights answers nan to anything: refuse it before any work
+            check_finite(model(torch.full((1, model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size),
+                                          (0.0 - mean) / std)), "the model")
+        reader = cls(model, ckpt["classes"], (mean, std))
         reader._source = (path, ckpt)
         if check:
             reader.fit_check(log)
@@ -108,5 +113,5 @@ class DigitReader:
             if self.check is not None:
                 score = float(self.check.score(features_from_tokens(self.model, tokens, self.check.layer))[0])
                 threshold = self.check.threshold
-        probs = logits.softmax(-1)[0].numpy()
+        probs = check_finite(logits, "the model").softmax(-1)[0].numpy()
         return Reading(digit, probs, self.classes, score, threshold, attention)

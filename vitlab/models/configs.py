@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import DictConfig
+from ..config import DictConfig, check_number
 
 
 @dataclass
@@ -32,7 +32,13 @@ class ViTConfig(DictConfig):
     norm_eps: float = 1e-5  # LayerNorm epsilon (PyTorch's default; timm's ViTs use 1e-6)
 
     def __post_init__(self):
-        if self.patch_size <= 0 or self.image_size % self.patch_size != 0:
+        for name in ("image_size", "patch_size", "in_channels", "num_classes", "dim", "depth", "heads"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("mlp_ratio", self.mlp_ratio, low=0, low_open=True)
+        check_number("dropout", self.dropout, 0, 1, high_open=True)
+        check_number("attn_dropout", self.attn_dropout, 0, 1, high_open=True)
+        check_number("norm_eps", self.norm_eps, low=0, low_open=True)
+        if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}"
             )
@@ -67,6 +73,11 @@ class CNNConfig(DictConfig):
     width: int = 32  # channels of the first conv stage; the second has twice as many
     hidden: int = 128  # width of the fully connected layer before the head
     dropout: float = 0.1  # dropout before the head
+
+    def __post_init__(self):
+        for name in ("image_size", "in_channels", "num_classes", "width", "hidden"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("dropout", self.dropout, 0, 1, high_open=True)
 
 
 def vit_mini_mnist(**overrides) -> ViTConfig:

@@ -8,6 +8,8 @@ accepted, so a checkpoint cannot run code when loaded.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import pickle
 import tempfile
@@ -30,16 +32,62 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, unsafe, or does not fit the model."""
 
 
+class RunMismatch(CheckpointError):
+    """A stored run was trained with another setup (model, recipe, data) than the one asked for.
+
+    `what` lists the fields that differ with both values; the message's hint names the library's way to start
+    afresh, and the command line words its own (`--overwrite`)."""
+
+    def __init__(self, path, name: str, what: str, action: str = "resume or load"):
+        self.path, self.name, self.what, self.action = Path(path), name, what, action
+        super().__init__(f"{path}: cannot {action} run {name!r}: it was trained with a different setup ({what}); "
+                         f"use another name, or retrain=True to start it afresh")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of earlier writes of `path` whose writer is gone (killed mid-write): their names
+    carry the writer's process id, so a write still under way in another process is left alone."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else None
+        if pid is None or (pid != os.getpid() and not _alive(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
+    """torch.save to a temporary file beside `path`, fsync, then rename over it.
+
+    The file gets the permissions of any file the user creates (0666 less the umask), not the 0600 of a temporary
+    file; temporaries that a killed writer left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -64,6 +112,7 @@ def save_checkpoint(
     data_split: Optional[dict] = None,
     extra: Optional[dict] = None,
     train_weights: Optional[dict] = None,
+    data: Optional[dict] = None,
 ) -> None:
     """Save everything needed to rebuild, evaluate or resume a model.
 
@@ -86,11 +135,47 @@ def save_checkpoint(
         "classes": list(classes) if classes is not None else None,
         "label_map": list(label_map) if label_map is not None else None,  # dataset class -> model class (-1: none)
         "data_split": dict(data_split) if data_split is not None else None,  # pool, val_size, seed, source
+        "data": dict(data) if data is not None else None,  # data_identity: which images it trained and validated on
         "extra": extra or {},
     }
     if train_weights is not None:
         ckpt["train_weights"] = train_weights
     atomic_save(ckpt, path)
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def data_identity(train_set, val_set=None) -> dict:
+    """Which images a run trains and validates on, as plain data a checkpoint keeps: the dataset, the source and
+    train / validation split it was drawn from, the number of images, and a digest of the images and labels
+    themselves (so a subset, a relabelling or another split of the same size differ too)."""
+    info, split = train_set.info, train_set.split or {}
+    ident = {"dataset": info.name, "source": split.get("source"), "pool": split.get("pool"),
+             "val_size": split.get("val_size"), "split_seed": split.get("seed"),
+             "train_images": len(train_set), "train_digest": _digest(train_set.images, train_set.labels),
+             "val_images": len(val_set) if val_set is not None else 0,
+             "val_digest": _digest(val_set.images, val_set.labels) if val_set is not None else None}
+    return ident
+
+
+def data_mismatch(saved: Optional[dict], now: dict, validation: bool = True) -> str:
+    """'dataset: checkpoint 'mnist', now 'fashion-mnist'; ...' for what differs ('' if nothing, or if the checkpoint
+    predates the record). The digests are compared only when everything readable agrees, so the message names the
+    field a user changed (a dataset, a subset size) rather than the digest that follows from it.
+
+    Without `validation`, only what decides the weights is compared (the training images and the split they were
+    drawn by): loading a finished run does not care which validation images it is later read with; resuming does,
+    since the rest of its history is measured on them."""
+    if not saved:
+        return ""
+    now = {k: v for k, v in now.items() if validation or not k.startswith("val_") or k == "val_size"}
+    readable = [k for k in now if not k.endswith("_digest")]
+    return config_diff(saved, now, keys=readable) or config_diff(saved, now, keys=[k for k in now if k not in readable])
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -117,6 +202,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ("model_type", "model_config", "model") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete vitlab checkpoint (no {', '.join(missing)})")
+    norm = ckpt.get("normalization")
+    if norm is not None:  # every image is divided by the std: a zero or nan would make every answer nan
+        ok = (isinstance(norm, (list, tuple)) and len(norm) == 2 and all(isinstance(v, (int, float)) for v in norm)
+              and all(math.isfinite(v) for v in norm) and norm[1] > 0)
+        if not ok:
+            raise CheckpointError(f"{path}: invalid normalisation {norm!r} (expected a finite mean and a std > 0)")
     return ckpt
 
 
@@ -156,9 +247,18 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "checkpoint",
         raise CheckpointError(f"{path}: unknown model type {ckpt['model_type']!r} (written by a newer vitlab?); "
                               f"known: {sorted(MODEL_TYPES)}")
     try:
-        model = build_model(ckpt["model_type"], ckpt["model_config"])
+        with torch.device("meta"):  # the config's shapes, with no memory spent: a crafted config cannot exhaust it
+            shapes = {k: tuple(t.shape) for k, t in build_model(ckpt["model_type"], ckpt["model_config"])
+                      .state_dict().items()}
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model config in checkpoint ({e})") from None
+    stored = ckpt["model"] if isinstance(ckpt["model"], dict) else {}
+    stored = {k: tuple(t.shape) for k, t in stored.items() if isinstance(t, torch.Tensor)}
+    if stored != shapes:
+        n_cfg, n_stored = sum(math.prod(s) for s in shapes.values()), sum(math.prod(s) for s in stored.values())
+        raise CheckpointError(f"{path}: its model config describes {n_cfg:,} values in {len(shapes)} tensors, but it "
+                              f"stores {n_stored:,} in {len(stored)}: not building it")
+    model = build_model(ckpt["model_type"], ckpt["model_config"])
     load_weights(model, ckpt, path)
     return model.to(map_location).eval()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, ClassVar, Optional
 
-from ..config import DictConfig
+from ..config import DictConfig, check_number
 from ..data.augment import Augment
 
 if TYPE_CHECKING:
@@ -43,36 +43,48 @@ class TrainConfig(DictConfig):
     def __post_init__(self):
         if isinstance(self.augment, dict):
             self.augment = Augment(**self.augment)
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("lr", self.lr, low=0, low_open=True)
+        for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip"):
+            check_number(name, getattr(self, name), low=0)
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_number("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_number("grad_snapshot_every", self.grad_snapshot_every, low=0, integer=True)
+        if self.max_steps_per_epoch is not None:
+            check_number("max_steps_per_epoch", self.max_steps_per_epoch, low=1, integer=True)
         if self.schedule not in ("cosine", "onecycle", "constant"):
             raise ValueError(f"schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}")
-        if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError("grad_clip, weight_decay and warmup_epochs must be >= 0")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 # torch and numpy are imported inside the two functions below, so that a TrainConfig (and the recipes, and
 # `vitlab --help`) loads without them.
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # what `device` may name
+
+
 def resolve_device(device: str = "auto") -> "torch.device":
-    """"auto" -> CUDA when available, else the CPU; a named device is checked to exist."""
+    """"auto" -> CUDA when available, then Apple's MPS, else the CPU; a named device is checked to exist."""
     import torch
 
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+        if index and int(index) >= n:
+            raise ValueError(f"device {device!r} requested but there {'is' if n == 1 else 'are'} only {n} CUDA "
+                             f"device{'s' if n > 1 else ''} (cuda:0{f'..cuda:{n - 1}' if n > 1 else ''})")
+    if kind == "mps" and not has_mps:
+        raise ValueError(f"device {device!r} requested but Apple's MPS is not available; use cpu or auto")
+    return torch.device(device)
 
 
 def set_seed(seed: int) -> None:

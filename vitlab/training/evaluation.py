@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import DATASETS, DataError, ImageSet, load_dataset
-from .inference import predict_logits
+from .inference import check_finite, predict_logits
 
 
 @dataclass
@@ -38,7 +38,7 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=No
     """Accuracy, loss, confusion matrix, classification report and the misclassified examples."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    logits = predict_logits(model, data, batch_size, device)
+    logits = check_finite(predict_logits(model, data, batch_size, device))
     labels = data.labels
     probs = logits.softmax(dim=1)
     conf, preds = probs.max(dim=1)

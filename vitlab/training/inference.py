@@ -35,3 +35,17 @@ def map_batches(model: nn.Module, data: ImageSet, fn: Optional[Callable] = None,
 def predict_logits(model: nn.Module, data: ImageSet, batch_size: int = 1000, device=None) -> torch.Tensor:
     """Logits for every image of `data`, in order: (N, classes)."""
     return map_batches(model, data, batch_size=batch_size, device=device)
+
+
+class NonFiniteOutput(ValueError):
+    """A model answered with nan or infinite values: its weights (or normalisation) are broken."""
+
+
+def check_finite(values: torch.Tensor, what: str = "the model") -> torch.Tensor:
+    """`values` unchanged when every entry is finite; else `NonFiniteOutput`, saying how many rows are not."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        rows = int(bad.reshape(len(values), -1).any(1).sum()) if values.ndim else 1
+        raise NonFiniteOutput(f"{what} gives non-finite outputs (nan or inf) for {rows} of {max(len(values), 1)} "
+                              f"images: its weights or normalisation are broken (a run that diverged?)")
+    return values

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -21,12 +22,23 @@ from ..config import config_diff
 from ..data import ImageSet
 from ..models.registry import build_model, model_type_for_config
 from ..paths import project_dir, shown
-from .checkpoints import CheckpointError, config_mismatch, load_weights, read_checkpoint
+from .checkpoints import RunMismatch, config_mismatch, data_identity, data_mismatch, load_weights, read_checkpoint
 from .config import TrainConfig, set_seed
 from .distributed import is_main
 from .history import History
+from .lock import RunLock
 from .objectives import Objective
 from .trainer import Trainer
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a folder name inside the runs folder, never a path: no separators, not '.' or '..'."""
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or "\0" in name \
+            or any(c in name for c in seps):
+        raise ValueError(f"run name {name!r} is not a plain name: it may not be empty, '.' or '..', or hold a "
+                         f"path separator")
+    return name
 
 
 def default_runs_dir() -> Path:
@@ -78,6 +90,7 @@ def train_or_load(
     `to_dict()` is recorded like `init` and `train_only`. `callbacks` maps a Trainer event to the callables
     added for it (e.g. JEPA's EMA update after each step); they run only while training, not when a run loads.
     """
+    check_run_name(name)
     model_type = model_type_for_config(model_config)
     path = Path(runs_dir or default_runs_dir()) / name
     ckpt_path = path / "checkpoint.pt"
@@ -102,12 +115,11 @@ def train_or_load(
         what = what or config_diff(ckpt.get("train_config", {}), train_config.to_dict(), keys=TrainConfig.run_fields(),
                                    defaults=TrainConfig.defaults())
         what = what or config_diff({k: ckpt.get("extra", {}).get(k) for k in setup}, setup)
+        finished = ckpt["epoch"] >= train_config.epochs  # loading it needs the same training data; resuming, all
+        what = what or data_mismatch(ckpt.get("data"), data_identity(train_set, val_set), validation=not finished)
         if what:
-            raise CheckpointError(
-                f"{ckpt_path}: run {name!r} exists with a different setup ({what}); "
-                f"use another name, or retrain=True to overwrite it"
-            )
-        if ckpt["epoch"] >= train_config.epochs:
+            raise RunMismatch(ckpt_path, name, what)
+        if finished:
             load_weights(model, ckpt, ckpt_path)
             if verbose and is_main():
                 h = History.from_dict(ckpt["history"])
@@ -116,28 +128,29 @@ def train_or_load(
                 print(f"loaded finished run {name!r} from {shown(ckpt_path)} ({ckpt['epoch']} epochs"
                       + (f", val acc {100 * va:.2f}%)" if has_acc else ")"))
             return Run(model.eval(), History.from_dict(ckpt["history"]), path, trained_now=False)
-    if retrain and is_main():
-        ckpt_path.unlink(missing_ok=True)
-    if init is not None:
-        mine = model.state_dict()
-        copy = {k: v for k, v in init.state_dict().items() if k in mine and mine[k].shape == v.shape}
-        if not copy:
-            raise ValueError(f"run {name!r}: the init model shares no weights with {model_config}")
-        model.load_state_dict(copy, strict=False)
-    trainer = Trainer(
-        model,
-        train_set,
-        val_set,
-        train_config,
-        checkpoint_path=ckpt_path,
-        tensorboard_dir=path / "tb" if tensorboard else None,
-        progress=progress,
-        verbose=verbose,
-        extra={"run_name": name, **setup},
-        objective=objective,
-    )
-    for event, fns in (callbacks or {}).items():
-        for fn in fns:
-            trainer.add_callback(event, fn)
-    history = trainer.fit(resume=not retrain)  # not retrain: never the old run another process has not deleted yet
+    with RunLock(path, name) if is_main() else nullcontext():  # one writer per run, for as long as it trains
+        if retrain and is_main():
+            ckpt_path.unlink(missing_ok=True)
+        if init is not None:
+            mine = model.state_dict()
+            copy = {k: v for k, v in init.state_dict().items() if k in mine and mine[k].shape == v.shape}
+            if not copy:
+                raise ValueError(f"run {name!r}: the init model shares no weights with {model_config}")
+            model.load_state_dict(copy, strict=False)
+        trainer = Trainer(
+            model,
+            train_set,
+            val_set,
+            train_config,
+            checkpoint_path=ckpt_path,
+            tensorboard_dir=path / "tb" if tensorboard else None,
+            progress=progress,
+            verbose=verbose,
+            extra={"run_name": name, **setup},
+            objective=objective,
+        )
+        for event, fns in (callbacks or {}).items():
+            for fn in fns:
+                trainer.add_callback(event, fn)
+        history = trainer.fit(resume=not retrain)  # not retrain: never the old run another process has not deleted yet
     return Run(trainer.model.eval(), history, path, trained_now=True)

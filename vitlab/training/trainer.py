@@ -29,12 +29,17 @@ from ..config import config_diff
 from ..data import UNLABELLED, ImageSet
 from ..paths import shown
 from . import distributed as dist
-from .checkpoints import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from .checkpoints import (CheckpointError, RunMismatch, data_identity, data_mismatch, load_weights, read_checkpoint,
+                          save_checkpoint)
 from .config import TrainConfig, resolve_device
 from .history import History
 from .inference import map_batches, predict_logits
 from .objectives import CrossEntropy, Objective
 from .optim import layer_of, lr_at, make_optimizer, param_groups  # noqa: F401  (lr_at, param_groups: public here too)
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became nan or infinite: the weights are no longer usable."""
 
 
 class Trainer:
@@ -100,6 +105,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.stop = False
+        self._data_identity: Optional[dict] = None
         self._layer_names = [(name, layer_of(name)) for name, p in model.named_parameters() if p.requires_grad]
         # The weight average (EMA), when on: a copy of every floating-point tensor of the state dict, updated after
         # each step. Validation, the checkpoint's model and the model after fit() use it; the optimizer never sees it.
@@ -169,7 +175,15 @@ class Trainer:
                 data_split=self.train_set.split,
                 extra=self.extra,
                 train_weights=train_weights,
+                data=self.data_identity,
             )
+
+    @property
+    def data_identity(self) -> dict:
+        """Which images this run trains and validates on (`data_identity`): a resume must agree on it."""
+        if self._data_identity is None:
+            self._data_identity = data_identity(self.train_set, self.val_set)
+        return self._data_identity
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by `save` for the same model and recipe."""
@@ -177,8 +191,9 @@ class Trainer:
         load_weights(self.model, ckpt, path)
         diff = config_diff(ckpt.get("train_config", {}), self.config.to_dict(), keys=TrainConfig.run_fields(),
                            defaults=TrainConfig.defaults())
+        diff = diff or data_mismatch(ckpt.get("data"), self.data_identity)
         if diff:
-            raise CheckpointError(f"{path}: cannot resume with a different training recipe ({diff})")
+            raise RunMismatch(path, self.extra.get("run_name", Path(path).parent.name), diff, action="resume")
         if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise CheckpointError(f"{path}: holds no optimizer state, so the run cannot be resumed")
         if self._ema:  # the checkpoint's model is the average; the weights being trained are kept beside it
@@ -311,6 +326,10 @@ class Trainer:
             stats = torch.stack([loss.detach().float() * len(y), hits.float(), labelled.sum().float(),
                                  torch.tensor(float(len(y)), device=self.device)])
             batch_loss, batch_hits, n_lab, n = dist.all_sum(stats).tolist()
+            if not math.isfinite(batch_loss):  # nothing after this step could be trusted: stop, keep the last epoch
+                raise TrainingDiverged(
+                    f"training diverged: the loss is {batch_loss} at step {self.step + 1} (epoch {e + 1}); nothing of "
+                    f"this epoch is saved. Lower the learning rate, keep warm-up and gradient clipping on")
             loss_sum += batch_loss
             correct += int(batch_hits)
             seen += int(n)
