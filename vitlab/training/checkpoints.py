@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from ..config import config_diff
+from ..config import check_number, config_diff
 from ..data import DATASETS
 from ..models.registry import ABOUT, CLASSIFIERS, MODEL_TYPES, build_model, model_type_of
 
@@ -155,12 +155,11 @@ def data_identity(train_set, val_set=None) -> dict:
     train / validation split it was drawn from, the number of images, and a digest of the images and labels
     themselves (so a subset, a relabelling or another split of the same size differ too)."""
     info, split = train_set.info, train_set.split or {}
-    ident = {"dataset": info.name, "source": split.get("source"), "pool": split.get("pool"),
-             "val_size": split.get("val_size"), "split_seed": split.get("seed"),
-             "train_images": len(train_set), "train_digest": _digest(train_set.images, train_set.labels),
-             "val_images": len(val_set) if val_set is not None else 0,
-             "val_digest": _digest(val_set.images, val_set.labels) if val_set is not None else None}
-    return ident
+    return {"dataset": info.name, "source": split.get("source"), "pool": split.get("pool"),
+            "val_size": split.get("val_size"), "split_seed": split.get("seed"),
+            "train_images": len(train_set), "train_digest": _digest(train_set.images, train_set.labels),
+            "val_images": len(val_set) if val_set is not None else 0,
+            "val_digest": _digest(val_set.images, val_set.labels) if val_set is not None else None}
 
 
 def data_mismatch(saved: Optional[dict], now: dict, validation: bool = True) -> str:
@@ -204,10 +203,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: incomplete vitlab checkpoint (no {', '.join(missing)})")
     norm = ckpt.get("normalization")
     if norm is not None:  # every image is divided by the std: a zero or nan would make every answer nan
-        ok = (isinstance(norm, (list, tuple)) and len(norm) == 2 and all(isinstance(v, (int, float)) for v in norm)
-              and all(math.isfinite(v) for v in norm) and norm[1] > 0)
-        if not ok:
-            raise CheckpointError(f"{path}: invalid normalisation {norm!r} (expected a finite mean and a std > 0)")
+        try:
+            if not isinstance(norm, (list, tuple)) or len(norm) != 2:
+                raise ValueError(norm)
+            check_number("mean", norm[0])
+            check_number("std", norm[1], low=0, low_open=True)
+        except ValueError:
+            raise CheckpointError(f"{path}: invalid normalisation {norm!r} (expected a finite mean and a std > 0)") \
+                from None
     return ckpt
 
 
