@@ -22,6 +22,7 @@ import time
 import torch
 
 from vitlab import PRESETS, ViT, evaluate, load_dataset, train_or_load
+from vitlab.training import RunSpec, Show
 from vitlab.analysis.cost import sgemm_rate, training_flops_per_image
 from vitlab.analysis.latency import cpu_model
 from vitlab.training import RECIPES
@@ -62,8 +63,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             t0 = time.perf_counter()
-            run = train_or_load(f"{a.recipe}_s{seed}", model, data.train, data.val, dataclasses.replace(tc, seed=seed),
-                                runs_dir=a.out or tmp, retrain=not a.out, tensorboard=False, progress=False)
+            spec = RunSpec(f"{a.recipe}_s{seed}", model, dataclasses.replace(tc, seed=seed))
+            run = train_or_load(spec, data.train, data.val, runs_dir=a.out or tmp, retrain=not a.out,
+                                show=Show(progress=False, tensorboard=False))
             train_secs.append(sum(run.history.epochs["seconds"]))
             # A run finished or begun earlier (with --out) counts at least the seconds all its epochs took.
             walls.append(max(time.perf_counter() - t0, train_secs[-1]))

@@ -20,10 +20,10 @@ import time
 import torch
 
 from vitlab.analysis.latency import cpu_model
-from vitlab.course.own_digits import flag_rates, non_digits, score_comparison
+from vitlab.experiments.own_digits import flag_rates, non_digits, score_comparison
 from vitlab.data import load_dataset
 from vitlab.data.fonts import bundled_fonts
-from vitlab.methods.digitcheck import for_checkpoint
+from vitlab.apps.digitcheck import for_checkpoint
 from vitlab.training.checkpoints import load_classifier
 from vitlab.training.evaluation import evaluation_split
 

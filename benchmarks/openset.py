@@ -9,7 +9,7 @@ ARPL): softmax 0.978, OpenMax 0.981, ARPL 0.996.
 
 Two modes.
 
-Comparing candidates (vitlab.methods.openset_protocol.CANDIDATES) on the validation split, then reporting the
+Comparing candidates (vitlab.experiments.openset_protocol.CANDIDATES) on the validation split, then reporting the
 winner on the test set beside notebook 03's CNN:
 
     python benchmarks/openset.py --candidates all [--splits 5] [--screen 2] [--knn-k 5] [--quick]
@@ -49,9 +49,9 @@ import numpy as np
 import torch
 
 from vitlab import DataError, evaluate, load_dataset
-from vitlab.course.common import CNN_BASELINE_EPOCHS
+from vitlab.experiments.common import CNN_BASELINE_EPOCHS
 from vitlab.methods.openset import SCORES, open_set_scores, open_set_splits
-from vitlab.methods.openset_protocol import (
+from vitlab.experiments.openset_protocol import (
     CANDIDATES,
     QUICK_EVAL_IMAGES,
     QUICK_IMAGES,

@@ -3,7 +3,7 @@
 1. Budget: seconds per pre-training step of the MAE and of the JEPA, measured here on the same batches with the real
    Trainer loop, taking turns; the JEPA's epochs (`JEPA_PRETRAIN_EPOCHS`) are the MAE's 30 scaled by their ratio.
    The runs' recorded training seconds are printed too (they also carry the load of this shared machine).
-2. Pre-training runs through `train_or_load` (trained the first time, loaded afterwards; the notebooks load them):
+2. Pre-training runs through the run store (`vitlab.experiments.trained`) (trained the first time, loaded afterwards; the notebooks load them):
    the MAE (``09_mae``) and the JEPA with block and with scattered masking (``12_jepa_block``, ``12_jepa_scattered``).
 3. Choices on VALIDATION only (images held out of training): which masking, by the collapse monitor's 5-NN accuracy
    of 2,000 validation images (the block run was stopped after 3 of its 15 epochs, when it had fallen behind, to give
@@ -30,16 +30,17 @@ from vitlab.analysis.embedding import knn_accuracy
 from vitlab.analysis.features import pixel_features
 from vitlab.analysis.latency import cpu_model
 from vitlab.analysis.probes import linear_probe
-from vitlab.course.jepa import (
+from vitlab.data import load_dataset
+from vitlab.experiments import trained
+from vitlab.experiments.jepa import (
     BLOCK_STOPPED_AT,
     JEPA_PRETRAIN_EPOCHS,
+    JEPA_PRETRAIN,
     cached_frozen_eval,
-    jepa_finetune_run,
-    jepa_pretrain_run,
+    jepa_finetune_spec,
     pretrain_step_seconds,
 )
-from vitlab.course.mae import MAE_PRETRAIN_EPOCHS, mae_finetune_run, mae_pretrain_run
-from vitlab.data import load_dataset
+from vitlab.experiments.mae import MAE_PRETRAIN, MAE_PRETRAIN_EPOCHS, mae_finetune_spec
 from vitlab.training.evaluation import evaluate
 
 
@@ -57,9 +58,8 @@ def main() -> None:
               f"{MAE_PRETRAIN_EPOCHS * step['mae'] / step[m]:.1f} epochs (runs use {JEPA_PRETRAIN_EPOCHS})")
 
     print("2. pre-training runs (loaded when they exist)")
-    mae_run = mae_pretrain_run(data, verbose=False)
-    jepa_runs = {m: jepa_pretrain_run(data, m, verbose=False, stop_after=BLOCK_STOPPED_AT if m == "block" else None)
-                 for m in ("block", "scattered")}
+    mae_run = trained(MAE_PRETRAIN, data)
+    jepa_runs = {m: trained(spec, data) for m, spec in JEPA_PRETRAIN.items()}
     for name, r in [("MAE", mae_run)] + [(f"JEPA {m}", r) for m, r in jepa_runs.items()]:
         ep = r.history.epochs
         print(f"   {name:<15} {ep['epoch'][-1]:>3} epochs, {sum(ep['seconds']):>5.0f} s recorded, "
@@ -76,7 +76,8 @@ def main() -> None:
     knn = {m: r.history.epochs["knn_acc"][e] for m, r in jepa_runs.items()}
     masking = max(knn, key=knn.get)
     print("   " + ", ".join(f"{m} {100 * v:.1f}%" for m, v in knn.items()) + f": {masking} masking")
-    val = {w: cached_frozen_eval(jepa_runs[masking], w, data, "val")["patches"] for w in ("context", "target")}
+    val = {w: cached_frozen_eval(jepa_runs[masking], w, data.train, data.val, "val")["patches"]
+           for w in ("context", "target")}
     for w, v in val.items():
         print(f"   {masking} run, {w:>7} encoder, flattened patch tokens: linear {100 * v['linear']:.2f}%  "
               f"5-NN {100 * v['knn']:.2f}%")
@@ -84,8 +85,8 @@ def main() -> None:
     print(f"   chosen: {masking} masking, {which} encoder (linear probe on validation)")
 
     print("4. test: frozen features (5-NN / linear probe)")
-    table = {"JEPA": cached_frozen_eval(jepa_runs[masking], which, data, "test"),
-             "MAE": cached_frozen_eval(mae_run, "encoder", data, "test")}
+    table = {"JEPA": cached_frozen_eval(jepa_runs[masking], which, data.train, data.test, "test"),
+             "MAE": cached_frozen_eval(mae_run, "encoder", data.train, data.test, "test")}
     ptr, pte = pixel_features(data.train), pixel_features(data.test)
     ytr, yte = data.train.labels.numpy(), data.test.labels.numpy()
     pixels = {"knn": knn_accuracy(ptr, ytr, pte, yte, k=5), "linear": linear_probe(ptr, ytr, pte, yte)["test_acc"]}
@@ -97,9 +98,9 @@ def main() -> None:
     print("5. test: fine-tuning every weight on few labels")
     ft = {}
     for n in (100, 1000):
-        ft[("JEPA", n)] = jepa_finetune_run(data, n, jepa_runs[masking].model, masking)
-        ft[("MAE", n)] = mae_finetune_run(data, n, pretrained=True, mae=mae_run.model)
-        ft[("scratch", n)] = mae_finetune_run(data, n, pretrained=False)
+        ft[("JEPA", n)] = trained(jepa_finetune_spec(n, masking), data)
+        ft[("MAE", n)] = trained(mae_finetune_spec(n, pretrained=True), data)
+        ft[("scratch", n)] = trained(mae_finetune_spec(n, pretrained=False), data)
     acc = {k: evaluate(r.model, data.test).accuracy for k, r in ft.items()}
     for n in (100, 1000):
         print(f"   {n:>5} labels: scratch {100 * acc[('scratch', n)]:.2f}%  MAE {100 * acc[('MAE', n)]:.2f}%  "

@@ -1,6 +1,6 @@
 """Synthetic digits (notebook 13): zero real labels, few real labels with and without synthetic data, robustness.
 
-Every run goes through `vitlab.course.synthetic` (the notebook's run names), so the notebook loads what this trains.
+Every run is a spec of `vitlab.experiments.synthetic` (the notebook's run names), so the notebook loads what this trains.
 
 1. design (validation split only): generators (fonts / strokes / both, short zero-label runs) and the mix
    (synthetic share, with or without the conditional VAE) at 10 labels per class, seed 0;
@@ -29,7 +29,7 @@ import numpy as np
 
 from vitlab.analysis.latency import cpu_model
 from vitlab.analysis.robustness import mean_corrupted_accuracy, robustness_curves
-from vitlab.course import synthetic as S
+from vitlab.experiments import synthetic as S
 from vitlab.data import load_dataset
 from vitlab.training.evaluation import evaluate
 
@@ -43,9 +43,9 @@ def pm(xs) -> str:
     return f"{xs.mean():.2f} ± {xs.std(ddof=1) if len(xs) > 1 else 0.0:.2f}"
 
 
-def design(data, pool) -> None:
+def design(data) -> None:
     print("1. design choices, on the validation split (seed 0; generators: 20,000 digits, 2 epochs)")
-    for name, run in S.design_runs(data, pool=pool).items():
+    for name, run in S.design_runs(data).items():
         print(f"   {name:<40} val acc {100 * evaluate(run.model, data.val).accuracy:.2f}%")
 
 
@@ -58,16 +58,16 @@ def main() -> None:
     pool = S.synthetic_pool(data)
     print(f"synthetic pool: {len(pool)} digits (fonts + strokes), {len(pool.fonts)} fonts: {', '.join(pool.fonts)}")
     if a.part == "full":
-        S.full_data_runs(data, pool=pool)
+        S.full_data_runs(data)
         print(f"full-data runs done in {time.time() - t0:.0f} s")
         return
     if a.part in ("design", "all"):
-        design(data, pool)
+        design(data)
         if a.part == "design":
             return
 
     print(f"2. zero real labels: the default ViT ({S.ZERO_EPOCHS} epochs over the pool), real MNIST test set")
-    zero = [evaluate(S.zero_label_run(data, s, pool=pool).model, data.test).accuracy for s in S.SEEDS]
+    zero = [evaluate(S.zero_label_run(data, s).model, data.test).accuracy for s in S.SEEDS]
     print(f"   test acc {pm(zero)}% (seeds {S.SEEDS}: {', '.join(f'{100 * z:.2f}' for z in zero)})")
 
     print(f"3. few real labels: {S.FEW_STEPS} steps of {S.FEW_BATCH} per arm, synthetic share {S.MIX_SHARE} "
@@ -75,10 +75,10 @@ def main() -> None:
     few = {}
     for k in S.LABELS_PER_CLASS:
         for arm in S.ARMS:
-            few[k, arm] = [evaluate(S.few_label_run(data, k, arm, s, pool=pool).model, data.test).accuracy
+            few[k, arm] = [evaluate(S.few_label_run(data, k, arm, s).model, data.test).accuracy
                            for s in S.SEEDS]
         print(f"   {k:>3} labels/class: " + "; ".join(f"{arm} {pm(few[k, arm])}%" for arm in S.ARMS))
-    val10 = {arm: [evaluate(S.few_label_run(data, 10, arm, s, pool=pool).model, data.val).accuracy for s in S.SEEDS]
+    val10 = {arm: [evaluate(S.few_label_run(data, 10, arm, s).model, data.val).accuracy for s in S.SEEDS]
              for arm in ("mix", "pre")}
     best = max(val10, key=lambda arm: np.mean(val10[arm]))  # which use of synthetic data: chosen on validation
     print(f"   10 labels/class, validation: mix {pm(val10['mix'])}%, pre {pm(val10['pre'])}% -> '{best}' reported "
@@ -87,12 +87,12 @@ def main() -> None:
     if a.part == "all":
         print("4. full data (seed 0) and robustness: mean accuracy over the corruption sweeps, on "
               f"{ROBUST_N} seeded random test digits")
-        full = S.full_data_runs(data, pool=pool)
+        full = S.full_data_runs(data)
         clean = {arm: evaluate(r.model, data.test).accuracy for arm, r in full.items()}
         models = {f"full {arm}": r.model for arm, r in full.items()}
         for arm in ("real", "mix"):
             for s in S.SEEDS:
-                models[f"100/class {arm} s{s}"] = S.few_label_run(data, 100, arm, s, pool=pool).model
+                models[f"100/class {arm} s{s}"] = S.few_label_run(data, 100, arm, s).model
         curves = robustness_curves(models, data.test.take(ROBUST_N, seed=0))
         mca = {name: mean_corrupted_accuracy(curves, name) for name in models}
         for arm in ("real", "mix"):

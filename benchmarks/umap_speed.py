@@ -18,7 +18,7 @@ import torch
 from vitlab import load_dataset
 from vitlab.analysis.embedding import cluster_metrics, umap_2d
 from vitlab.analysis.features import extract_features, pixel_features
-from vitlab.course.common import default_vit_run
+from vitlab.experiments import VIT_DEFAULT, trained
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     t0 = time.perf_counter()
     umap_2d(np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32))
     print(f"numba compilation (first UMAP call, 500 points): {time.perf_counter() - t0:.1f} s")
-    vit = default_vit_run(data, verbose=False).model
+    vit = trained(VIT_DEFAULT, data).model
     for name, f in (("ViT CLS features", extract_features(vit, data.test)), ("raw pixels", pixel_features(data.test))):
         times = []
         for i in range(a.repeats):

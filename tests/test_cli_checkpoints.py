@@ -8,7 +8,7 @@ from test_cli import _digit_png, _one_line_error
 
 from vitlab import CNNConfig, SmallCNN, TrainConfig, Trainer, ViT, save_checkpoint, vit_micro_mnist
 from vitlab.cli import main
-from vitlab.course.finetune import open_set_data
+from vitlab.data.splits import known_unknown_sets
 from vitlab.methods.openset import known_unknown_split
 from vitlab.training import read_checkpoint
 
@@ -56,7 +56,7 @@ def test_classifiers_evaluate_and_predict(kind, mnist, tmp_path, capsys, digits)
 
 
 def test_relabelled_three_class_run_uses_its_own_classes(mnist, tmp_path, capsys, digits):
-    osd = open_set_data(mnist, [3, 8], [0, 1, 2, 5], fast=True)
+    osd = known_unknown_sets(mnist, [3, 8], [0, 1, 2, 5])
     train = osd.with_unknown("train")
     assert train.info.classes == ("3", "8", "unknown")
     torch.manual_seed(0)

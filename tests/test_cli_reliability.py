@@ -7,12 +7,10 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from test_cli import _digit_png, _one_line_error
 

@@ -179,3 +179,53 @@ def test_relabel_keeps_mapped_classes_and_records_the_map():
     assert two.labels.tolist() == [0, 1] and two.info.label_map == (-1, -1, -1, 0, -1, -1, -1, -1, 1, -1)
     with pytest.raises(ValueError, match="every new label must be in 0..1"):
         s.relabel({3: 0, 8: 2}, ["3", "8"])
+
+
+def _digits(n_per_class=6, name="t"):
+    """An ImageSet whose image i is all pixel value i: which images a set op kept can be read off the pixels."""
+    from vitlab.data import DATASETS, ImageSet
+
+    n = 10 * n_per_class
+    return ImageSet(torch.arange(n, dtype=torch.uint8).view(n, 1, 1).expand(n, 28, 28).clone(),
+                    torch.arange(n) % 10, DATASETS["mnist"], name, split={"pool": "train"})
+
+
+def test_balanced_subset_concat_and_tile():
+    s = _digits()
+    b = s.balanced_subset(20, seed=3)
+    assert b.class_counts().tolist() == [2] * 10 and b.images[:, 0, 0].diff().gt(0).all()  # in the set's order
+    assert torch.equal(s.balanced_subset(20, seed=3).images, b.images)  # seeded
+    assert not torch.equal(s.balanced_subset(20, seed=4).images, b.images)
+    with pytest.raises(ValueError, match="multiple of the 10 classes"):
+        s.balanced_subset(25)
+    a, c = s.take(5), _digits(1, "u")
+    both = a.concat(c)
+    assert len(both) == 15 and both.name == "t+u" and both.split is None and both.info == a.info
+    assert torch.equal(both.images, torch.cat([a.images, c.images])) and torch.equal(both.labels[5:], c.labels)
+    assert type(s).concat(a, c, a, name="x").name == "x"  # the class form reads as well
+    t = s.take(3).tile(8)
+    assert len(t) == 8 and torch.equal(t.images[3:6], t.images[:3]) and torch.equal(t.labels[6:], t.labels[:2])
+    with pytest.raises(ValueError, match="empty"):
+        s.subset([]).tile(4)
+
+
+def test_known_unknown_sets_hold_both_open_set_tasks():
+    from vitlab.data import DataSplits, known_unknown_sets
+
+    data = DataSplits(_digits(name="train"), _digits(3, "val"), _digits(2, "test"), "synthetic")
+    protocol = known_unknown_sets(data, [0, 1, 2, 3, 5, 8], eval_split="val")
+    assert protocol.unknown == [4, 6, 7, 9] and protocol.train_unknown is None and protocol.eval_split == "val"
+    assert set(protocol.train.labels.tolist()) == set(range(6)) and protocol.eval_known.name == "val"
+    assert len(protocol.eval_known) + len(protocol.eval_unknown) == len(data.val)
+    assert set(protocol.eval_unknown.labels.tolist()) == {4, 6, 7, 9}  # dataset labels kept
+    task = known_unknown_sets(data, [3, 8], unknown_train=[0, 1, 2, 5])
+    assert task.unknown == [4, 6, 7, 9] and task.seen == [0, 1, 2, 3, 5, 8]
+    assert set(task.train_unknown.labels.tolist()) == {0, 1, 2, 5} and len(task.val_unknown) == 4 * 3
+    assert set(task.eval_unknown.labels.tolist()) == {4, 6, 7, 9} and len(task.eval_known) == 2 * 2
+    a = task.with_unknown("train")
+    assert len(a) == 2 * len(task.train) and a.labels.tolist().count(2) == len(task.train)
+    assert a.info.classes == ("3", "8", "unknown") and a.info.label_map == (2, 2, 2, 0, -1, 2, -1, -1, 1, -1)
+    with pytest.raises(ValueError, match="no unknown_train"):
+        protocol.with_unknown("train")
+    with pytest.raises(ValueError, match="both known and unknown"):
+        known_unknown_sets(data, [3, 8], unknown_train=[8])

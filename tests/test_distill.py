@@ -15,6 +15,7 @@ from vitlab import (
     train_or_load,
     vit_micro_mnist,
 )
+from vitlab.training import QUIET, RunSpec
 from vitlab.analysis.latency import measure_latency
 from vitlab.methods.distillation import (
     DistillConfig,
@@ -177,15 +178,15 @@ def test_tiny_distillation_run_lowers_the_loss_and_reloads(mnist, tmp_path):
     tc = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=12, lr=3e-3, warmup_epochs=0.2, augment=None, seed=0)
     cfg = deit_config(vit_micro_mnist())
     obj = TokenDistillation(teacher, alpha=0.5)
-    kw = dict(runs_dir=tmp_path, tensorboard=False, progress=False, verbose=False)
-    run = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
+    kw = dict(runs_dir=tmp_path, show=QUIET)
+    run = train_or_load(RunSpec("tok", cfg, tc), mnist.train.take(1000), mnist.val.take(200), objective=obj, **kw)
     losses = run.history.steps["loss"]
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
     assert type(run.model) is DeiT and not teacher.training
-    again = train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc, objective=obj, **kw)
+    again = train_or_load(RunSpec("tok", cfg, tc), mnist.train.take(1000), mnist.val.take(200), objective=obj, **kw)
     assert not again.trained_now
     with pytest.raises(CheckpointError, match="objective"):  # another alpha is another run
-        train_or_load("tok", cfg, mnist.train.take(1000), mnist.val.take(200), tc,
+        train_or_load(RunSpec("tok", cfg, tc), mnist.train.take(1000), mnist.val.take(200),
                       objective=TokenDistillation(teacher, alpha=0.9), **kw)
 
 
@@ -308,21 +309,18 @@ def test_distilling_on_a_transfer_set_trains(mnist, tmp_path):
     student, teacher = _models()
     transfer = mnist.train.take(512).hide_labels(keep=torch.arange(64))
     cfg = TrainConfig(epochs=1, batch_size=64, augment=None, warmup_epochs=0.0)
-    run = train_or_load("t", vit_micro_mnist(), transfer, mnist.val.take(200), cfg, runs_dir=tmp_path,
-                        objective=SoftDistillation(teacher, alpha=0.5, temperature=1.0), tensorboard=False,
-                        progress=False, verbose=False)
+    run = train_or_load(RunSpec("t", vit_micro_mnist(), cfg), transfer, mnist.val.take(200), runs_dir=tmp_path,
+                        objective=SoftDistillation(teacher, alpha=0.5, temperature=1.0), show=QUIET)
     assert len(run.history.steps["loss"]) == 8
     assert all(math.isfinite(v) for v in run.history.steps["loss"])
 
 
 def test_transfer_set_labels_exactly_the_students_images(full_mnist):
     mnist = full_mnist
-    from types import SimpleNamespace
+    from vitlab.experiments.distillation import STUDENT_IMAGES, student_spec
+    from vitlab.experiments.runner import select
 
-    from vitlab.course.distillation import STUDENT_IMAGES, transfer_set
-
-    data = SimpleNamespace(train=mnist.train)
-    ts = transfer_set(data)
+    ts, _ = select(mnist, student_spec("soft", transfer=True).data)
     labelled = min(STUDENT_IMAGES, len(mnist.train))
     assert len(ts) == len(mnist.train) and ts.num_labelled() == labelled
     students = mnist.train.take(STUDENT_IMAGES)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vitlab import TrainConfig, ViT, load_model, train_or_load, vit_micro_mnist
+from vitlab.training import QUIET, RunSpec
 from vitlab.analysis.features import extract_features
 from vitlab.methods.jepa import (
     CollapseMonitor,
@@ -146,9 +147,8 @@ def test_a_short_run_trains_checkpoints_both_encoders_and_hands_off(mnist, tmp_p
     cfg = tiny_cfg()
     tc = TrainConfig(epochs=2, batch_size=64, lr=1e-3, warmup_epochs=0.5, augment=None, max_steps_per_epoch=6)
     ref, probe = mnist.train.take(200), mnist.val.take(100)
-    run = train_or_load("j", cfg, mnist.train.take(512), mnist.val.take(128), tc, runs_dir=tmp_path,
-                        objective=JEPAObjective(), callbacks=jepa_callbacks(ref, probe), tensorboard=False,
-                        progress=False, verbose=False)
+    run = train_or_load(RunSpec("j", cfg, tc), mnist.train.take(512), mnist.val.take(128), runs_dir=tmp_path,
+                        objective=JEPAObjective(), callbacks=jepa_callbacks(ref, probe), show=QUIET)
     ep = run.history.epochs
     assert len(ep["emb_std"]) == len(ep["knn_acc"]) == 2 and all(0 <= a <= 1 for a in ep["knn_acc"])
     assert ep["train_loss"][-1] < ep["train_loss"][0]
@@ -173,8 +173,8 @@ def test_a_short_run_trains_checkpoints_both_encoders_and_hands_off(mnist, tmp_p
         assert extract_features(vit, mnist.test.take(20), layer="patches").shape == (20, 16 * 32)
     assert type(backbone_from_checkpoint(run.checkpoint, num_classes=10)) is ViT
     # loaded the second time, same weights
-    again = train_or_load("j", cfg, mnist.train.take(512), mnist.val.take(128), tc, runs_dir=tmp_path,
-                          objective=JEPAObjective(), tensorboard=False, progress=False, verbose=False)
+    again = train_or_load(RunSpec("j", cfg, tc), mnist.train.take(512), mnist.val.take(128), runs_dir=tmp_path,
+                          objective=JEPAObjective(), show=QUIET)
     assert not again.trained_now
     assert torch.equal(again.model.target_encoder.blocks[0].attn.qkv.weight, j.target_encoder.blocks[0].attn.qkv.weight)
     assert prediction_loss(j, mnist.val.take(50)) > 0

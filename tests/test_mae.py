@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vitlab import CheckpointError, TrainConfig, ViT, load_model, save_checkpoint, train_or_load, vit_micro_mnist
+from vitlab.training import QUIET, RunSpec, Show
 from vitlab.analysis.features import extract_features
 from vitlab.analysis.probes import linear_probe
 from vitlab.methods.mae import MAEObjective, encoder_from_mae
@@ -174,8 +175,7 @@ def test_pretraining_through_train_or_load_decreases_loss_then_fine_tunes(tmp_pa
     tc = TrainConfig(epochs=3, batch_size=64, lr=3e-3, max_steps_per_epoch=15, warmup_epochs=0.2, augment=None,
                      label_smoothing=0.0)
     train, val = mnist.train.take(1000), mnist.val.take(200)
-    run = train_or_load("mae", cfg, train, val, tc, runs_dir=tmp_path, objective=MAEObjective(), tensorboard=False,
-                        progress=False, verbose=False)
+    run = train_or_load(RunSpec("mae", cfg, tc), train, val, runs_dir=tmp_path, objective=MAEObjective(), show=QUIET)
     assert isinstance(run.model, MAE) and run.trained_now
     vl = run.history.epochs["val_loss"]
     assert vl[-1] < vl[0] * 0.9, vl  # reconstruction improves
@@ -184,15 +184,15 @@ def test_pretraining_through_train_or_load_decreases_loss_then_fine_tunes(tmp_pa
     import math
 
     assert all(math.isnan(a) for a in run.history.epochs["val_acc"])  # no logits: no accuracy
-    again = train_or_load("mae", cfg, train, val, tc, runs_dir=tmp_path, objective=MAEObjective(), verbose=False)
+    again = train_or_load(RunSpec("mae", cfg, tc), train, val, runs_dir=tmp_path, objective=MAEObjective(), show=QUIET)
     assert not again.trained_now
     with pytest.raises(CheckpointError, match="different setup"):
-        train_or_load("mae", cfg, train, val, tc, runs_dir=tmp_path, objective=MAEObjective(0.5), verbose=False)
+        train_or_load(RunSpec("mae", cfg, tc), train, val, runs_dir=tmp_path, objective=MAEObjective(0.5), show=QUIET)
     # the encoder goes on as init= of an ordinary classifier run
     enc = encoder_from_mae(run.checkpoint, num_classes=10)
     ft_tc = dataclasses.replace(tc, epochs=1, max_steps_per_epoch=2)
-    ft = train_or_load("ft", enc.cfg, train, None, ft_tc, runs_dir=tmp_path, init=enc, train_only=["head"],
-                       tensorboard=False, progress=False, verbose=False)
+    ft = train_or_load(RunSpec("ft", enc.cfg, ft_tc, train_only=["head"]), train, None, runs_dir=tmp_path, init=enc,
+                       show=QUIET)
     assert torch.equal(ft.model.blocks[0].attn.qkv.weight, enc.blocks[0].attn.qkv.weight)  # frozen, copied
     feats = extract_features(enc, val.take(50), layer=("cls+mean", "patches", "cls"))
     assert feats["cls+mean"].shape == (50, 64) and feats["patches"].shape == (50, 16 * 32)
@@ -213,8 +213,8 @@ def test_training_log_of_an_objective_without_logits_shows_no_accuracy(tmp_path,
     """MAE pre-training has no accuracy: its epoch lines report the losses only, and the line that loads the finished
     run says nothing of accuracy either, never 'acc nan%'."""
     tc = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=3, warmup_epochs=0.0, augment=None, label_smoothing=0.0)
-    args = ("mae_log", tiny_cfg(), mnist.train.take(256), mnist.val.take(128), tc)
-    kw = dict(runs_dir=tmp_path, objective=MAEObjective(), tensorboard=False, progress=False, verbose=True)
+    args = (RunSpec("mae_log", tiny_cfg(), tc), mnist.train.take(256), mnist.val.take(128))
+    kw = dict(runs_dir=tmp_path, objective=MAEObjective(), show=Show(progress=False, tensorboard=False))
     train_or_load(*args, **kw)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2 and all("train loss" in line and "val loss" in line for line in lines), lines

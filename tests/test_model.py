@@ -178,3 +178,46 @@ def test_conv_stem_runs_before_the_patches_and_is_off_by_default():
     assert plain.patch_embed.stem is None and not any("stem" in k for k in plain.state_dict())  # old checkpoints load
     with pytest.raises(ValueError, match="conv_stem"):
         ViTConfig(conv_stem=-1)
+
+
+# One small config of each kind a checkpoint can hold: a kind added to the registry without one fails below.
+def registered_configs() -> dict:
+    from vitlab.models import CNNConfig, CVAEConfig, MAEConfig, SetConfig, deit_config
+    from vitlab.models.jepa import JEPAConfig
+
+    enc = vit_micro_mnist(pos_embed="sincos")
+    return {
+        "vit": vit_micro_mnist(), "cnn": CNNConfig(), "deit": deit_config(vit_micro_mnist()),
+        "mae": MAEConfig(encoder=enc, decoder_dim=16, decoder_depth=1, decoder_heads=2),
+        "jepa": JEPAConfig(encoder=enc, predictor_dim=16, predictor_depth=1, predictor_heads=2),
+        "cvae": CVAEConfig(hidden=32),
+        "set_sum": SetConfig(embed_dim=8, dim=16, heads=2, kind="deepsets"),
+        "set_anchor": SetConfig(embed_dim=8, dim=16, heads=2, kind="cross"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["vit", "cnn", "deit", "mae", "jepa", "cvae", "set_sum", "set_anchor"])
+def test_every_registered_type_builds_from_its_config_and_checkpoints(kind, tmp_path):
+    from vitlab.models.registry import ABOUT, MODEL_TYPES, build_model, model_type_for_config, model_type_of
+    from vitlab.training.checkpoints import load_model, save_checkpoint
+
+    assert sorted(MODEL_TYPES) == sorted(registered_configs()), "give the new model type a config above"
+    cfg = registered_configs()[kind]
+    model = build_model(kind, cfg.to_dict())  # as a checkpoint rebuilds it: kind + plain-dict config
+    assert type(model) is MODEL_TYPES[kind][1] and model.cfg == cfg and kind in ABOUT
+    assert model_type_of(model) == kind and model_type_for_config(cfg) == kind
+    save_checkpoint(tmp_path / "m.pt", model)
+    back, ckpt = load_model(tmp_path / "m.pt")
+    assert type(back) is type(model) and ckpt["model_type"] == kind
+    want, got = model.state_dict(), back.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_set_config_of_a_kind_both_set_models_build_is_ambiguous():
+    from vitlab.models import AnchorSetModel, SetConfig, SumSetModel
+    from vitlab.models.registry import model_type_for_config, model_type_of
+
+    fc = SetConfig(kind="fc", head="regress")
+    with pytest.raises(ValueError, match="fits the model types"):
+        model_type_for_config(fc)
+    assert model_type_of(SumSetModel(fc)) == "set_sum" and model_type_of(AnchorSetModel(fc)) == "set_anchor"

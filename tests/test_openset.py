@@ -231,7 +231,7 @@ def test_outlier_exposure_draws_from_a_pool():
 
 
 def test_letter_images_are_seeded_non_digits():
-    from vitlab.methods.openset_protocol import letter_images
+    from vitlab.experiments.openset_protocol import letter_images
 
     known, _ = _sets()
     a = letter_images(40, known, seed=3)
@@ -242,7 +242,7 @@ def test_letter_images_are_seeded_non_digits():
 
 
 def test_candidates_name_their_runs_and_configs():
-    from vitlab.methods.openset_protocol import CANDIDATES, Candidate, pick_winner, summarise
+    from vitlab.experiments.openset_protocol import CANDIDATES, Candidate, pick_winner, summarise
 
     assert CANDIDATES["default"].runs_name(6) == "openset_vit_ce_ls0.1_e53"  # the names kept runs have
     assert CANDIDATES["oe-splice"].runs_name(6) == "openset_vit_oe_ls0.1_e53"
@@ -276,7 +276,7 @@ def _splits(n=500):
 
 
 def test_split_sets_and_candidate_runs(tmp_path):
-    from vitlab.methods.openset_protocol import CANDIDATES, candidate_run, letter_images, split_sets
+    from vitlab.experiments.openset_protocol import CANDIDATES, candidate_run, letter_images, split_sets
 
     data = _splits()
     sets = split_sets(data, [0, 1, 2, 3, 5, 8], "val")
@@ -295,35 +295,40 @@ def test_split_sets_and_candidate_runs(tmp_path):
 
 
 def test_clean_backbone_never_sees_the_unseen_digits(tmp_path, monkeypatch):
-    from vitlab.course.finetune import clean_backbone_run, open_set_data, protocol_sets
+    from vitlab.experiments import trained
+    from vitlab.data.splits import known_unknown_sets
+    from vitlab.experiments.finetune import clean_backbone_spec
 
     monkeypatch.setenv("VITLAB_RUNS", str(tmp_path))
+    monkeypatch.setenv("CI", "1")  # FAST: the quick version of the run, in runs/fast
     data = _splits()
-    osd = open_set_data(data, [3, 8], [0, 1, 2, 5], fast=True)
-    assert osd.seen == [0, 1, 2, 3, 5, 8] and osd.unseen == [4, 6, 7, 9]
-    run = clean_backbone_run(data, osd, fast=True)
+    osd = known_unknown_sets(data, [3, 8], [0, 1, 2, 5])
+    assert osd.seen == [0, 1, 2, 3, 5, 8] and osd.unknown == [4, 6, 7, 9]
+    run = trained(clean_backbone_spec([3, 8], [0, 1, 2, 5]), data)
     assert run.path == tmp_path / "fast" / "07_vit_without_4679" and run.model.cfg.num_classes == 6
     ckpt = torch.load(run.path / "checkpoint.pt", weights_only=True)
     assert ckpt["label_map"] == [0, 1, 2, 3, -1, 4, -1, -1, 5, -1]  # 4, 6, 7, 9 left out of training
-    bank, known, unknown = protocol_sets(data, osd, fast=True)
-    assert set(bank.labels.tolist()) == set(range(6)) and set(unknown.labels.tolist()) == {4, 6, 7, 9}
+    assert ckpt["extra"]["spec_key"] == clean_backbone_spec([3, 8], [0, 1, 2, 5]).shrunk().key
+    six = known_unknown_sets(data, osd.seen)  # the standard protocol's split: the seen digits known
+    assert set(six.train.labels.tolist()) == set(range(6)) and set(six.eval_unknown.labels.tolist()) == {4, 6, 7, 9}
     with pytest.raises(ValueError, match="model"):
-        clean_backbone_run(data, osd, model="mlp")
+        clean_backbone_spec([3, 8], [0, 1, 2, 5], model="mlp")
 
 
 def test_clean_backbone_can_follow_an_openset_candidate(tmp_path, monkeypatch):
-    from vitlab.course.finetune import clean_backbone_run, open_set_data
+    from vitlab.experiments import trained
+    from vitlab.experiments.finetune import clean_backbone_spec
 
     monkeypatch.setenv("VITLAB_RUNS", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
     data = _splits()
-    osd = open_set_data(data, [3, 8], [0, 1, 2, 5], fast=True)
-    run = clean_backbone_run(data, osd, fast=True, candidate="no-ls-long")
+    run = trained(clean_backbone_spec([3, 8], [0, 1, 2, 5], candidate="no-ls-long"), data)
     assert run.path == tmp_path / "fast" / "07_vit_without_4679_no-ls-long"
     smoothing = lambda r: torch.load(r.checkpoint, weights_only=True)["train_config"]["label_smoothing"]
     assert smoothing(run) == 0.0  # the candidate's recipe, not the default's 0.1
-    plain = clean_backbone_run(data, osd, fast=True)
+    plain = trained(clean_backbone_spec([3, 8], [0, 1, 2, 5]), data)
     assert smoothing(plain) == 0.1 and plain.path != run.path
     with pytest.raises(ValueError, match="unknown candidate 'nope'"):
-        clean_backbone_run(data, osd, candidate="nope")
+        clean_backbone_spec([3, 8], [0, 1, 2, 5], candidate="nope")
     with pytest.raises(ValueError, match="not a plain vit backbone"):
-        clean_backbone_run(data, osd, candidate="oe-splice")
+        clean_backbone_spec([3, 8], [0, 1, 2, 5], candidate="oe-splice")

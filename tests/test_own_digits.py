@@ -14,8 +14,8 @@ from vitlab.cli import main
 from vitlab.data.corruptions import CORRUPTIONS, SWEEPS, corrupt, corrupt_set
 from vitlab.data.fonts import FontError, bundled_fonts, render_char, render_chars
 from vitlab.images import PREPROCESS_STEPS, ImageError, restyle, to_mnist_style
-from vitlab.methods.digitcheck import CACHE_SUFFIX, for_checkpoint
-from vitlab.methods.reading import DigitReader
+from vitlab.apps.digitcheck import CACHE_SUFFIX, for_checkpoint
+from vitlab.apps.reading import DigitReader
 from vitlab.strokes import DIGIT_STROKES, check_strokes, random_scribble, render_strokes
 
 # --------------------------------------------------------------------------- preprocessing, strokes, fonts
@@ -161,7 +161,7 @@ def test_digit_check_threshold_holds_on_test_digits_and_flags_noise(mnist, train
     assert 0.01 < test_flagged < 0.12  # about 5% of unseen real digits, as on validation
     # Uniform noise is flagged (the CNN's pooled features; a 60-step micro ViT's pre-logits still take noise for a
     # digit, the default ViT flags 92%: benchmarks/digitcheck.py).
-    from vitlab.course.own_digits import flag_rates
+    from vitlab.experiments.own_digits import flag_rates
 
     cnn, cnn_ckpt = load_classifier(trained / "cnn.pt")
     cnn_check = for_checkpoint(cnn, cnn_ckpt, trained / "cnn.pt")
@@ -261,9 +261,9 @@ def test_pad_and_check_with_a_three_class_model(mnist, tmp_path):
     """A relabelled checkpoint (notebook 07's 3 / 8 / unknown): the pad shows its own class names, and the check is
     fitted on the relabelled training and validation splits the checkpoint records."""
     from vitlab import DigitPad
-    from vitlab.course.finetune import open_set_data
+    from vitlab.data.splits import known_unknown_sets
 
-    osd = open_set_data(mnist, [3, 8], [0, 1, 2, 5], fast=True)
+    osd = known_unknown_sets(mnist, [3, 8], [0, 1, 2, 5])
     torch.manual_seed(0)
     cfg = TrainConfig(epochs=1, batch_size=64, augment=None, device="cpu", max_steps_per_epoch=3)
     Trainer(ViT(vit_micro_mnist(num_classes=3)), osd.with_unknown("train"), None, cfg,

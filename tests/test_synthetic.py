@@ -84,16 +84,14 @@ def test_bad_input_unknown_generator_no_fonts_and_fonts_without_digits(tmp_path)
 
 
 def test_synthetic_set_is_an_imageset_like_the_real_one(mnist):
-    from vitlab.course.synthetic import concat, tile
-
     s = synthetic_set(("fonts", "strokes"), 21, like=mnist.train, seed=0, fonts=bundled_fonts()[:4])
     assert len(s) == 21 and s.info == mnist.train.info and s.name == "synthetic/fonts+strokes"
     assert s.sources.count("strokes") == 10 and set(s.fonts) <= {f.name for f in bundled_fonts()[:4]}
     x, y = s.tensors()
     assert x.shape == (21, 1, 28, 28) and y.shape == (21,)
-    both = concat(s, mnist.train.take(5))
+    both = s.concat(mnist.train.take(5))
     assert len(both) == 26 and torch.equal(both.images[21:], mnist.train.take(5).images)
-    t = tile(mnist.train.take(3), 8)
+    t = mnist.train.take(3).tile(8)
     assert len(t) == 8 and torch.equal(t.images[3], t.images[0])
 
 
@@ -103,6 +101,7 @@ def test_cvae_trains_with_the_trainer_saves_as_its_kind_and_samples_digits(mnist
     from vitlab.models import MODEL_TYPES, CVAEConfig
     from vitlab.training.checkpoints import load_model
     from vitlab.training.config import TrainConfig
+    from vitlab.training import QUIET, RunSpec
     from vitlab.training.runs import train_or_load
 
     assert "cvae" in MODEL_TYPES
@@ -110,8 +109,8 @@ def test_cvae_trains_with_the_trainer_saves_as_its_kind_and_samples_digits(mnist
     tc = TrainConfig(epochs=3, batch_size=20, lr=5e-3, warmup_epochs=0.0, grad_clip=0.0, label_smoothing=0.0,
                      augment=Augment())
     obj = CVAEObjective(mnist.info.mean, mnist.info.std)
-    run = train_or_load("cvae", CVAEConfig(hidden=64), train, None, tc, runs_dir=tmp_path, objective=obj,
-                        tensorboard=False, progress=False, verbose=False)
+    run = train_or_load(RunSpec("cvae", CVAEConfig(hidden=64), tc), train, None, runs_dir=tmp_path, objective=obj,
+                        show=QUIET)
     model, ckpt = load_model(run.checkpoint)
     assert ckpt["model_type"] == "cvae" and type(model).__name__ == "CVAE"
     x, y = train.tensors(torch.arange(50))
@@ -132,16 +131,17 @@ def test_cvae_trains_with_the_trainer_saves_as_its_kind_and_samples_digits(mnist
 def test_a_vit_takes_real_training_steps_on_synthetic_digits(mnist, tmp_path):
     from vitlab.models import vit_tiny_mnist
     from vitlab.training.config import TrainConfig
+    from vitlab.training import QUIET, RunSpec
     from vitlab.training.runs import train_or_load
 
     s = synthetic_set(("fonts", "strokes"), 64, like=mnist.train, seed=0, fonts=bundled_fonts()[:4])
-    run = train_or_load("syn", vit_tiny_mnist(), s, mnist.val.take(100), TrainConfig(epochs=1, batch_size=32),
-                        runs_dir=tmp_path, tensorboard=False, progress=False, verbose=False)
+    run = train_or_load(RunSpec("syn", vit_tiny_mnist(), TrainConfig(epochs=1, batch_size=32)), s, mnist.val.take(100),
+                        runs_dir=tmp_path, show=QUIET)
     assert run.trained_now and np.isfinite(run.history.last("val_acc"))
 
 
 def test_few_label_run_rejects_an_unknown_arm(mnist):
-    from vitlab.course.synthetic import few_label_run
+    from vitlab.experiments.synthetic import few_label_spec
 
     with pytest.raises(ValueError, match="unknown arm 'both'"):
-        few_label_run(mnist, 10, "both", fast=True)
+        few_label_spec(10, "both")

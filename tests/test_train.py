@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vitlab import CheckpointError, TrainConfig, Trainer, ViT, evaluate, train_or_load, vit_micro_mnist, vit_tiny_mnist
+from vitlab.training import QUIET, RunSpec
 from vitlab.training import Objective, set_seed
 from vitlab.training.trainer import layer_of, lr_at
 
@@ -100,8 +101,7 @@ def test_short_run_clears_90_percent(full_mnist, tmp_path):
     train = mnist.train.take(6000, seed=0)
     cfg = TrainConfig(epochs=10, batch_size=128, lr=2e-3, warmup_epochs=1, seed=0, augment=None)
     model_cfg = vit_tiny_mnist(dim=64, depth=4)
-    run = train_or_load("short", model_cfg, train, None, cfg, runs_dir=tmp_path, tensorboard=False,
-                        progress=False, verbose=False)
+    run = train_or_load(RunSpec("short", model_cfg, cfg), train, None, runs_dir=tmp_path, show=QUIET)
     result = evaluate(run.model, mnist.val.take(2000, seed=1))
     assert result.accuracy > 0.90, result.summary()
     assert result.confusion.sum() == 2000 and result.confusion.trace() == 2000 - result.errors
@@ -109,11 +109,11 @@ def test_short_run_clears_90_percent(full_mnist, tmp_path):
     conf = result.probs[result.misclassified].max(1).values
     assert torch.all(conf[:-1] >= conf[1:])  # most confident mistakes first
     # asking again loads instead of training
-    again = train_or_load("short", model_cfg, train, None, cfg, runs_dir=tmp_path, verbose=False)
+    again = train_or_load(RunSpec("short", model_cfg, cfg), train, None, runs_dir=tmp_path, show=QUIET)
     assert not again.trained_now
     assert torch.equal(again.model.head.weight, run.model.head.weight)
     with pytest.raises(CheckpointError, match="it was trained with a different setup"):
-        train_or_load("short", vit_tiny_mnist(dim=32), train, None, cfg, runs_dir=tmp_path, verbose=False)
+        train_or_load(RunSpec("short", vit_tiny_mnist(dim=32), cfg), train, None, runs_dir=tmp_path, show=QUIET)
 
 
 def test_bad_train_config():
@@ -152,23 +152,22 @@ def test_train_or_load_fine_tunes_from_init_and_freezes(tmp_path, mnist):
 
     t = mnist.train.take(256)
     train = ImageSet(t.images, t.labels % 3, t.info, t.name)
-    run = train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, train_only=["head"],
-                        tensorboard=False, progress=False, verbose=False)
+    probe = RunSpec("probe", cfg3, tc, train_only=["head"])
+    run = train_or_load(probe, train, None, runs_dir=tmp_path, init=base, show=QUIET)
     after = run.model.state_dict()
     for k, v in base.state_dict().items():
         if k.startswith("head."):
             assert after[k].shape != v.shape  # a new 3-way head
         else:
             assert torch.equal(after[k], v), k  # frozen backbone, copied from init
-    again = train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, train_only=["head"],
-                          verbose=False)
+    again = train_or_load(probe, train, None, runs_dir=tmp_path, init=base, show=QUIET)
     assert not again.trained_now
     trainable = lambda r: {n for n, p in r.model.named_parameters() if p.requires_grad}
     assert trainable(again) == trainable(run) == {"head.weight", "head.bias"}  # a loaded probe is still a probe
     with pytest.raises(CheckpointError, match="train_only"):
-        train_or_load("probe", cfg3, train, None, tc, runs_dir=tmp_path, init=base, verbose=False)
+        train_or_load(RunSpec("probe", cfg3, tc), train, None, runs_dir=tmp_path, init=base, show=QUIET)
     with pytest.raises(ValueError, match="names no parameters"):
-        train_or_load("probe2", cfg3, train, None, tc, runs_dir=tmp_path, train_only=["heads"], verbose=False)
+        train_or_load(RunSpec("probe2", cfg3, tc, train_only=["heads"]), train, None, runs_dir=tmp_path, show=QUIET)
 
 
 class _Reconstruct:
@@ -187,16 +186,15 @@ def test_custom_objective_trains_and_is_recorded(mnist, tmp_path):
 
     cfg = TrainConfig(epochs=2, batch_size=64, max_steps_per_epoch=8, augment=None, label_smoothing=0.0)
     t = mnist.train.take(512)
-    run = train_or_load("obj", vit_micro_mnist(), t, mnist.val.take(200), cfg, runs_dir=tmp_path, objective=_Reconstruct(),
-                        tensorboard=False, progress=False, verbose=False)
+    spec = RunSpec("obj", vit_micro_mnist(), cfg)
+    run = train_or_load(spec, t, mnist.val.take(200), runs_dir=tmp_path, objective=_Reconstruct(), show=QUIET)
     h = run.history
     assert all(math.isnan(a) for a in h.epochs["train_acc"] + h.epochs["val_acc"] + h.steps["acc"])
     assert h.steps["loss"][-1] < h.steps["loss"][0] and not math.isnan(h.epochs["val_loss"][-1])
     # the objective is part of the run's identity: the same run under cross-entropy is refused
     with pytest.raises(CheckpointError, match="objective"):
-        train_or_load("obj", vit_micro_mnist(), t, None, cfg, runs_dir=tmp_path, objective=CrossEntropy(), verbose=False)
-    assert not train_or_load("obj", vit_micro_mnist(), t, None, cfg, runs_dir=tmp_path, objective=_Reconstruct(),
-                             verbose=False).trained_now
+        train_or_load(spec, t, None, runs_dir=tmp_path, objective=CrossEntropy(), show=QUIET)
+    assert not train_or_load(spec, t, None, runs_dir=tmp_path, objective=_Reconstruct(), show=QUIET).trained_now
     # the explicit default objective trains exactly what the implicit one does
     set_seed(0)
     a = Trainer(ViT(vit_micro_mnist()), t, None, cfg, progress=False, verbose=False)
@@ -301,10 +299,9 @@ def test_runs_written_before_a_config_field_existed_still_load(mnist, tmp_path):
     ckpt = torch.load(path, weights_only=True)
     del ckpt["train_config"]["ema_decay"], ckpt["model_config"]["patch_overlap"]  # as an older vitlab wrote it
     torch.save(ckpt, path)
-    resumed = train_or_load("old", model_cfg, mnist.train, None, cfg, runs_dir=tmp_path, tensorboard=False,
-                            progress=False, verbose=False)
+    resumed = train_or_load(RunSpec("old", model_cfg, cfg), mnist.train, None, runs_dir=tmp_path, show=QUIET)
     assert resumed.trained_now and resumed.history.num_steps == 4  # went on from epoch 1: 2 steps before, 2 after
-    again = train_or_load("old", model_cfg, mnist.train, None, cfg, runs_dir=tmp_path, verbose=False)
+    again = train_or_load(RunSpec("old", model_cfg, cfg), mnist.train, None, runs_dir=tmp_path, show=QUIET)
     assert not again.trained_now and torch.equal(again.model.head.weight, resumed.model.head.weight)
 
 
@@ -329,3 +326,66 @@ def test_progress_bars_follow_tqdm_disable_even_in_notebooks(mnist, monkeypatch,
     cfg = TrainConfig(epochs=1, batch_size=50, max_steps_per_epoch=2, augment=None)
     Trainer(ViT(vit_micro_mnist()), mnist.train.take(100), None, cfg, progress=True, verbose=False).fit()
     assert kwargs and all(("disable" not in kw) == shown for kw in kwargs)
+
+
+def test_callback_objects_are_called_and_quiet_shows_nothing(mnist, tmp_path, capsys):
+    from vitlab.training.callbacks import QUIET, Checkpoint, Show, run_callbacks
+
+    class Counter:  # a user's callback: any of the event methods, each given the trainer
+        def __init__(self):
+            self.steps, self.epochs = [], []
+
+        def on_step_end(self, trainer):
+            self.steps.append(trainer.step)
+
+        def on_epoch_end(self, trainer):
+            self.epochs.append((trainer.epoch, trainer.history.last("train_loss")))
+
+    cfg = TrainConfig(epochs=2, batch_size=32, max_steps_per_epoch=3, augment=None)
+    counter = Counter()
+    quiet = tmp_path / "quiet"
+    t = Trainer(ViT(vit_micro_mnist()), mnist.train.take(128), mnist.val.take(64), cfg,
+                callbacks=run_callbacks(quiet, QUIET, {"run_name": "quiet"}) + [counter])
+    t.fit()
+    assert counter.steps == [1, 2, 3, 4, 5, 6] and [e for e, _ in counter.epochs] == [1, 2]
+    assert counter.epochs[-1][1] == t.history.epochs["train_loss"][-1]
+    assert capsys.readouterr().out == ""
+    assert (quiet / "checkpoint.pt").exists() and not (quiet / "tb").exists()
+    assert t.checkpoint_path == quiet / "checkpoint.pt" and t.extra == {"run_name": "quiet"}
+    assert torch.load(quiet / "checkpoint.pt", weights_only=True)["extra"] == {"run_name": "quiet"}
+    # everything shown: a line per epoch and TensorBoard events
+    shown = tmp_path / "shown"
+    Trainer(ViT(vit_micro_mnist()), mnist.train.take(128), None, cfg,
+            callbacks=run_callbacks(shown, Show(progress=False), {})).fit()
+    assert capsys.readouterr().out.count("train loss") == 2 and any((shown / "tb").iterdir())
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(ViT(vit_micro_mnist()), mnist.train.take(128), None, cfg, callbacks=[Checkpoint(quiet / "c.pt")],
+                checkpoint_path=quiet / "d.pt")
+
+
+def test_any_batch_source_trains_and_resumes(mnist, tmp_path):
+    """A source that is not an ImageSet: only __len__ and batches(); the checkpoint leaves out the dataset."""
+    source = mnist.train.take(128)
+
+    class Batches:
+        def __len__(self):
+            return len(source)
+
+        def batches(self, batch_size, shuffle=True, generator=None, augment=None, drop_last=True):
+            yield from source.batches(batch_size, shuffle, generator, augment, drop_last)
+
+    cfg = TrainConfig(epochs=2, batch_size=32, max_steps_per_epoch=2, augment=None)
+    path = tmp_path / "c.pt"
+    set_seed(0)
+    a = Trainer(ViT(vit_micro_mnist()), Batches(), None, cfg, checkpoint_path=path, verbose=False, progress=False)
+    a.add_callback("on_epoch_end", lambda tr: setattr(tr, "stop", True))
+    a.fit()
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["dataset"] is None and ckpt["data"] is None and a.data_identity is None
+    b = Trainer(ViT(vit_micro_mnist()), Batches(), None, cfg, checkpoint_path=path, verbose=False, progress=False)
+    b.fit(resume=True)
+    set_seed(0)
+    c = Trainer(ViT(vit_micro_mnist()), source, None, cfg, verbose=False, progress=False)  # the same batches
+    c.fit()
+    assert b.step == c.step == 4 and b.history.steps["loss"] == c.history.steps["loss"]
+    assert all(torch.equal(p, q) for p, q in zip(b.model.state_dict().values(), c.model.state_dict().values()))

@@ -75,7 +75,7 @@ def select(paths: list[Path], only: list[str]) -> list[Path]:
     return chosen
 
 
-def start_pass(runs: Path, log_path: Path, fast: bool) -> dict:
+def start_pass(runs: Path, log_path: Path, mode: str) -> dict:
     """A new pass: an empty runs directory (earlier runs moved aside, FAST ones kept) and a fresh log."""
     if runs.exists():
         kept = [p for p in runs.iterdir() if p.name != "fast"]
@@ -85,7 +85,7 @@ def start_pass(runs: Path, log_path: Path, fast: bool) -> dict:
             for p in kept:
                 shutil.move(str(p), aside / p.name)
             print(f"series: moved {len(kept)} earlier runs aside to {aside.name}/ (nothing deleted)")
-    return {"started": now(), "mode": "fast" if fast else "full", "machine": machine(), "notebooks": {}}
+    return {"started": now(), "mode": mode, "machine": machine(), "notebooks": {}}
 
 
 def save_log(log: dict, path: Path) -> None:
@@ -135,7 +135,7 @@ def drop_progress_bars(nb) -> int:
     return removed
 
 
-def execute(path: Path, runs: Path, fast: bool) -> float:
+def execute(path: Path, runs: Path) -> float:
     """Run one notebook top to bottom in a fresh kernel; write it back only if every cell succeeded."""
     import nbformat
     from nbclient import NotebookClient
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     if log is None:
         if a.only:
             ap.error("--only re-runs notebooks within a pass under way; there is none (run without --only first)")
-        log = start_pass(runs, a.log, a.fast)
+        log = start_pass(runs, a.log, "fast" if a.fast else "full")
         save_log(log, a.log)
 
     todo = select(paths, a.only) if a.only else [p for p in paths if log["notebooks"].get(p.stem, {}).get("status") != "done"]
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         save_log(log, a.log)
         print(f"series: {p.name} ...", flush=True)
         try:
-            entry["seconds"] = round(execute(p, runs, a.fast), 1)
+            entry["seconds"] = round(execute(p, runs), 1)
         except KeyboardInterrupt:
             entry["status"] = "interrupted"
             save_log(log, a.log)

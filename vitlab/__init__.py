@@ -1,8 +1,8 @@
 """vitlab: a Vision Transformer lab for MNIST.
 
 The few names a learner needs, importable from ``vitlab`` directly; everything else lives in its layer:
-``vitlab.data``, ``vitlab.models``, ``vitlab.training``, ``vitlab.analysis``, ``vitlab.methods``, ``vitlab.viz``
-and ``vitlab.course`` (see docs/architecture.md). ``import vitlab`` itself loads nothing heavy: each name
+``vitlab.data``, ``vitlab.models``, ``vitlab.training``, ``vitlab.analysis``, ``vitlab.methods``, ``vitlab.viz``,
+``vitlab.apps`` and ``vitlab.experiments`` (the series' runs as data; see docs/architecture.md). ``import vitlab`` itself loads nothing heavy: each name
 imports its module when first used.
 """
 
@@ -25,7 +25,7 @@ _WHERE = {
     "save_checkpoint": ".training.checkpoints", "load_model": ".training.checkpoints",
     "CheckpointError": ".training.checkpoints",
     # a user's own images
-    "read_digit": ".images", "DigitPad": ".viz.digitpad",
+    "read_digit": ".images", "DigitPad": ".apps.digitpad",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -34,20 +34,43 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
       (skipped: stretch it to fill the whole frame);
     - ``centre_of_mass``: shift so the ink's centre of mass is at the frame's centre (skipped: the box is centred).
     """
+    skip = _known_steps(skip)
+    a = _stretched(img)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if "invert" not in skip and np.median(border) > 0.5:
+        a, border = 1.0 - a, 1.0 - border
+    a = _ink_only(a, border)
+    if "crop" not in skip:
+        a = _cropped_to_ink(a)
+    nh, nw = (size, size) if "fit_box" in skip else _fitted_in_box(a.shape, box)
+    out, top, left = _framed(a, nh, nw, size)
+    if "centre_of_mass" in skip or out.sum() <= 0:
+        return out
+    return _centred_by_mass(out, top, left, nh, nw)
+
+
+def _known_steps(skip: Iterable[str]) -> set:
+    """`skip` as a set, every name in it one of PREPROCESS_STEPS."""
     skip = set(skip)
     unknown = skip - set(PREPROCESS_STEPS)
     if unknown:
         raise ValueError(f"unknown preprocessing step(s) {sorted(unknown)}; the steps are {PREPROCESS_STEPS}")
+    return skip
+
+
+def _stretched(img: np.ndarray) -> np.ndarray:
+    """The image as float32 stretched to [0, 1]; an error for anything but a 2-D image of more than one colour."""
     a = np.asarray(img, dtype=np.float32)
     if a.ndim != 2 or min(a.shape) < 1:
         raise ImageError(f"expected a 2-D grayscale image, got shape {a.shape}")
     lo, hi = float(a.min()), float(a.max())
     if hi - lo < 1e-6:
         raise ImageError("the image is blank (a single colour): no digit to read")
-    a = (a - lo) / (hi - lo)
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if "invert" not in skip and np.median(border) > 0.5:
-        a, border = 1.0 - a, 1.0 - border
+    return (a - lo) / (hi - lo)
+
+
+def _ink_only(a: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """The ink alone, its brightest pixel 1: the background (what the `border` mostly shows) and its noise set to 0."""
     bg = float(np.median(border))  # background level (the dark side, unless inversion was skipped)
     # Paper grain and sensor noise: anything within 4 robust standard deviations of the background is background,
     # or a few noisy pixels far from the digit would stretch the crop over the whole sheet. A clean image (MNIST's
@@ -58,16 +81,24 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
     ink = np.clip((a - floor) / max(1.0 - floor, 1e-6), 0, 1) if bg < 0.5 else a
     if ink.max() <= 0:
         raise ImageError("no digit found: the image has no foreground against its background")
-    a = ink / ink.max()
-    if "crop" not in skip:
-        rows, cols = np.nonzero(a > 0.1)
-        a = a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # crop to the ink
-    h, w = a.shape
-    if "fit_box" in skip:
-        nh = nw = size
-    else:
-        scale = box / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    return ink / ink.max()
+
+
+def _cropped_to_ink(a: np.ndarray) -> np.ndarray:
+    """`a` cut to the bounding box of its ink (pixels above 0.1)."""
+    rows, cols = np.nonzero(a > 0.1)
+    return a[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _fitted_in_box(shape, box: int) -> tuple:
+    """(height, width) of an image of `shape` scaled to fit a `box` x `box` square, keeping its aspect ratio."""
+    h, w = shape
+    scale = box / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _framed(a: np.ndarray, nh: int, nw: int, size: int):
+    """`a` resized to (nh, nw) and placed in the middle of a black (size, size) frame: (frame, top, left)."""
     from PIL import Image
 
     small = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS), dtype=np.float32) / 255
@@ -75,12 +106,16 @@ def to_mnist_style(img: np.ndarray, box: int = 20, size: int = 28, skip: Iterabl
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top : top + nh, left : left + nw] = small
-    total = out.sum()
-    if "centre_of_mass" in skip or total <= 0:
-        return out
+    return out, top, left
+
+
+def _centred_by_mass(out: np.ndarray, top: int, left: int, nh: int, nw: int) -> np.ndarray:
+    """`out` shifted so its ink's centre of mass is at the frame's centre; the (nh, nw) box at (top, left) stays in."""
     # Shift so the centre of mass is at the centre (MNIST's last step), never pushing ink out of the frame. MNIST's
     # "centre" is pixel (14, 14) of 0..27, not 13.5: its training digits' mass centres average (14.00, 14.01) with
     # the spread of whole-pixel shifts (std 0.29), so the target is size / 2.
+    size = out.shape[0]
+    total = out.sum()
     ys, xs = np.indices(out.shape)
     cy, cx = (ys * out).sum() / total, (xs * out).sum() / total
     dy, dx = int(round(size / 2 - cy)), int(round(size / 2 - cx))

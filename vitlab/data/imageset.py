@@ -70,6 +70,31 @@ class ImageSet:
             return self
         return self.subset(self.take_indices(n, seed))
 
+    def balanced_subset(self, n: int, seed: int = 0) -> "ImageSet":
+        """A class-balanced, seeded subset of `n` labelled images (n // classes of each class), in the set's order."""
+        classes = len(self.info.classes)
+        if n % classes:
+            raise ValueError(f"n must be a multiple of the {classes} classes, got {n}")
+        g = torch.Generator().manual_seed(seed)  # one generator, drawn from class by class
+        idx = [torch.nonzero(self.labels == c).flatten() for c in range(classes)]
+        idx = torch.cat([i[torch.randperm(len(i), generator=g)[: n // classes]] for i in idx])
+        return self.subset(idx.sort().values)
+
+    def concat(self, *others: "ImageSet", name: str = "") -> "ImageSet":
+        """This set's images, then those of `others` (``ImageSet.concat(a, b, c)`` reads as well), under this set's
+        info: their labels must mean what this set's do. Named `name` or the names joined by "+"; no single split
+        of `load_dataset` made it, so its `split` is None."""
+        sets = (self, *others)
+        return replace(self, images=torch.cat([s.images for s in sets]), labels=torch.cat([s.labels for s in sets]),
+                       name=name or "+".join(s.name for s in sets), split=None)
+
+    def tile(self, n: int) -> "ImageSet":
+        """The set repeated, in order, to exactly `n` images (each augmented differently when trained on): a fixed
+        epoch length whatever the set's size."""
+        if n > 0 and not len(self):
+            raise ValueError("cannot tile an empty set")
+        return self.subset(torch.arange(n) % len(self))
+
     def hide_labels(self, keep=None) -> "ImageSet":
         """The same images with every label replaced by `UNLABELLED`, except at the indices `keep`.
 

@@ -12,9 +12,10 @@ means more likely known*:
 
 Two more tools for the harder case where the unknowns are other digits:
 
-- ``NearestNeighbourScore``: the cosine similarity of an input's features to
-  its k-th nearest known training image (Sun et al. 2022, "Out-of-
-  distribution detection with deep nearest neighbors"), no retraining needed.
+- ``NearestNeighbourScore`` (`vitlab.analysis.knn`): the cosine similarity of
+  an input's features to its k-th nearest known training image (Sun et al.
+  2022, "Out-of-distribution detection with deep nearest neighbors"), no
+  retraining needed.
   Which features matters: for the CNN the pooled convolutional features
   (``extract_features(model, data, layer="pooled")``, the layer Sun et al.
   use on ResNets) separate unknown digits better than the hidden layer after
@@ -24,7 +25,7 @@ Two more tools for the harder case where the unknowns are other digits:
   loss of Hendrycks et al. 2019): by default two known digits of different
   classes spliced into one image, made from the known classes themselves; or
   drawn from a pool of other images (printed letters, another dataset's images,
-  `vitlab.methods.openset_protocol`). Never an unknown digit.
+  `vitlab.experiments.openset_protocol`). Never an unknown digit.
 
 `open_set_scores` puts any of these scores side by side for one model: AUROC and
 FPR@95%TPR of known against unknown images, the kNN scores on a chosen feature
@@ -42,10 +43,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..analysis.features import extract_features
+from ..analysis.knn import NearestNeighbourScore
 from ..data import ImageSet
+from ..data.splits import known_unknown_split  # noqa: F401  (offered here too, beside the open-set scores)
 from ..training.inference import predict_logits
 from ..training.objectives import Objective, labelled_cross_entropy
 
@@ -115,46 +117,6 @@ def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> Ca
     gaps = np.where(counts > 0, np.abs(acc - mean_conf), 0.0)
     ece = float((counts * gaps).sum() / max(counts.sum(), 1))
     return Calibration(ece, edges, mean_conf, acc, counts)
-
-
-class NearestNeighbourScore:
-    """Known-ness from features: cosine similarity to the k-th nearest known training feature (higher = known).
-
-        knn = NearestNeighbourScore(k=5).fit(extract_features(model, known_train, layer="pooled"))  # (N, D)
-        score = knn(extract_features(model, test_images, layer="pooled"))                           # (M,)
-
-    Features are L2-normalised, so the score is a cosine in [-1, 1]; an input far from every known training
-    image scores low even when the classifier is sure of its (wrong) class.
-    """
-
-    def __init__(self, k: int = 1, batch_size: int = 1000):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.k, self.batch_size = k, batch_size
-        self.bank: Optional[torch.Tensor] = None  # (N, D) normalised known features
-
-    @staticmethod
-    def _normalise(features) -> torch.Tensor:
-        f = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-        if f.ndim != 2:
-            raise ValueError(f"features must be (N, D), got shape {tuple(f.shape)}")
-        return F.normalize(f, dim=1)
-
-    def fit(self, known_features) -> "NearestNeighbourScore":
-        bank = self._normalise(known_features)
-        if len(bank) < self.k:
-            raise ValueError(f"need at least k={self.k} known features, got {len(bank)}")
-        self.bank = bank
-        return self
-
-    def __call__(self, features) -> np.ndarray:
-        if self.bank is None:
-            raise RuntimeError("call fit(known_features) first")
-        f = self._normalise(features)
-        if f.shape[1] != self.bank.shape[1]:
-            raise ValueError(f"features have D={f.shape[1]}, the known features D={self.bank.shape[1]}")
-        out = [(chunk @ self.bank.T).topk(self.k, dim=1).values[:, -1] for chunk in f.split(self.batch_size)]
-        return torch.cat(out).numpy()  # (M,)
 
 
 def splice_digits(x: torch.Tensor, y: torch.Tensor, n: int, generator: Optional[torch.Generator] = None,
@@ -229,24 +191,6 @@ class OutlierExposure(Objective):
         if self.outliers is not None:  # spliced digits (the default) add nothing, so runs kept before still load
             d.update(outliers=self.outliers.name, outlier_images=len(self.outliers))
         return d
-
-
-def known_unknown_split(data: ImageSet, known: Sequence[int], unknown_label: bool = False) -> tuple[ImageSet, ImageSet]:
-    """Split `data` into (known, rest). Known labels are renumbered 0..K-1 in the order given; the rest keep
-    their digit labels, or all become K when `unknown_label` (the explicit "unknown" class)."""
-    known = list(known)
-    if len(set(known)) != len(known) or not known:
-        raise ValueError(f"known classes must be distinct and non-empty, got {known}")
-    classes = len(data.info.classes)
-    if not all(0 <= k < classes for k in known):
-        raise ValueError(f"known classes must be in 0..{classes - 1}, got {known}")
-    names = [data.info.classes[k] for k in known]
-    k = data.relabel({c: i for i, c in enumerate(known)}, names)
-    others = {c: c for c in range(classes) if c not in known}
-    rest = data.subset(torch.nonzero(torch.isin(data.labels, torch.tensor(sorted(others), dtype=torch.long))).flatten())
-    if unknown_label:
-        rest = data.relabel({c: len(known) for c in others}, names + ["unknown"])
-    return k, rest
 
 
 def open_set_splits(num_known: int = 6, num_classes: int = 10, splits: int = 5, seed: int = 0) -> list[list[int]]:

@@ -18,6 +18,7 @@ imports it until a timm model is asked for.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Optional
 
@@ -217,3 +218,25 @@ def backbone_from_checkpoint(path: str | os.PathLike, num_classes: Optional[int]
     if num_classes is not None and num_classes != model.cfg.num_classes:
         model.reset_classifier(num_classes)
     return model.train()
+
+
+def encoder_of(source, num_classes: Optional[int] = None) -> ViT:
+    """The classifier ViT inside any of the lab's models or checkpoints: a ViT as it is,
+    an MAE's encoder, a JEPA's context encoder. `source` is a model or a checkpoint's path. With `num_classes`, an
+    MAE's or JEPA's encoder gets a fresh head of that size (they never train one); a ViT's head is replaced only
+    when its size differs. The one way the runs get an encoder from another run (`Init(take="encoder")`)."""
+    if isinstance(source, (str, os.PathLike)):
+        return backbone_from_checkpoint(source, num_classes)
+    from ..models.jepa import JEPA
+    from ..models.mae import MAE
+
+    if isinstance(source, MAE):
+        return encoder_from_mae(source, num_classes=num_classes)
+    if isinstance(source, JEPA):
+        return encoder_from_jepa(source, num_classes=num_classes)
+    if not isinstance(source, ViT):
+        raise CheckpointError(f"encoder_of: a {type(source).__name__} holds no ViT encoder")
+    if num_classes is not None and num_classes != source.cfg.num_classes:
+        source = copy.deepcopy(source)
+        source.reset_classifier(num_classes)
+    return source

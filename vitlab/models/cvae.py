@@ -3,7 +3,8 @@ labelled digits that can be trained on a handful of real ones.
 
 The encoder reads an image and its one-hot class and gives a Gaussian over a small latent code; the decoder maps
 (code, class) back to pixels. Sampling a code from N(0, I) with a chosen class draws a new digit of that class.
-MLPs throughout: at 28 x 28 and a few hundred training images this trains in seconds on a CPU.
+MLPs throughout: at 28 x 28 and a few hundred training images nothing more is needed, and it trains on a CPU
+while the notebook waits.
 
 Shapes: B batch, P = H * W pixels, Z latent size, K classes.
 """

@@ -26,18 +26,17 @@ Dp predictor width.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import DictConfig
 from .configs import ViTConfig, vit_tiny_mnist
-from .vit import Block, ViT, sincos_pos_embed_2d
+from .predictor import PredictorNames, TokenPredictor, check_predictor_shape, predictor_config
+from .vit import ViT
 
 MASKINGS = ("block", "scattered")
 TEACHERS = ("ema", "none")
@@ -91,17 +90,13 @@ class JEPAConfig(DictConfig):
         if self.masking == "scattered" and most + self.min_context > N:
             raise ValueError(f"{self.num_targets} targets of up to {target_size(N, self.target_scale[1])} patches "
                              f"and {self.min_context} context patches do not fit in {N} patches")
-        if self.predictor_dim % self.predictor_heads or self.predictor_dim % 4:
-            raise ValueError(f"predictor_dim {self.predictor_dim} must be divisible by predictor_heads "
-                             f"{self.predictor_heads} and by 4 (2-D sin-cos positions)")
-        if not self.encoder.prenorm:
-            raise ValueError("JEPA needs a pre-norm encoder (prenorm=True)")
+        check_predictor_shape("predictor", self.predictor_dim, self.predictor_depth, self.predictor_heads, self.encoder,
+                              "JEPA")
 
     def predictor_vit_config(self) -> ViTConfig:
         """The ViTConfig the predictor's blocks are built from (its width, heads and MLP; no dropout)."""
-        return dataclasses.replace(self.encoder, dim=self.predictor_dim, depth=self.predictor_depth,
-                                   heads=self.predictor_heads, mlp_ratio=self.predictor_mlp_ratio, dropout=0.0,
-                                   attn_dropout=0.0, pos_embed="none")
+        return predictor_config(self.encoder, self.predictor_dim, self.predictor_depth, self.predictor_heads,
+                                self.predictor_mlp_ratio)
 
 
 class Masks(NamedTuple):
@@ -187,8 +182,8 @@ def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, flat.unsqueeze(-1).expand(-1, -1, D)).reshape(*idx.shape, D)
 
 
-class JEPA(nn.Module):
-    """I-JEPA with vitlab ViT encoders.
+class JEPA(TokenPredictor):
+    """I-JEPA with vitlab ViT encoders; its predictor is a `TokenPredictor` (models/predictor.py).
 
         jepa = JEPA(JEPAConfig())
         loss = jepa(images)                       # images (B, 1, 28, 28), normalised; masks drawn inside
@@ -196,6 +191,10 @@ class JEPA(nn.Module):
         loss, pred, target = jepa(images, masks, return_all=True)   # pred, target (B * M, L, D)
         jepa.update_target(0.996)                 # after each optimizer step: target <- m * target + (1 - m) * context
     """
+
+    # the predictor's layers, under the names every JEPA checkpoint has (see models/predictor.py)
+    PREDICTOR = PredictorNames(embed="predictor_embed", pos_embed="predictor_pos_embed", blocks="predictor_blocks",
+                               norm="predictor_norm", proj="predictor_proj")
 
     def __init__(self, cfg: JEPAConfig):
         super().__init__()
@@ -207,19 +206,9 @@ class JEPA(nn.Module):
             self.target_encoder.requires_grad_(False)  # not trainable, so the Trainer leaves it out of the optimizer
         else:
             self.target_encoder = None
-        pcfg = cfg.predictor_vit_config()
-        Dp = cfg.predictor_dim
-        self.predictor_embed = nn.Linear(e.dim, Dp)  # encoder width -> predictor width
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dp))  # one learned token for every patch to predict
-        # Fixed 2-D sin-cos positions: a mask token is told only WHERE its patch is.
-        self.register_buffer("predictor_pos_embed", sincos_pos_embed_2d(Dp, e.grid_size).unsqueeze(0),
-                             persistent=False)  # (1, N, Dp)
-        self.predictor_blocks = nn.ModuleList([Block(pcfg) for _ in range(cfg.predictor_depth)])
-        self.predictor_norm = nn.LayerNorm(Dp, eps=e.norm_eps)
-        self.predictor_proj = nn.Linear(Dp, e.dim)  # back to the encoder width the targets live in
-        for m in (self.predictor_embed, self.predictor_blocks, self.predictor_norm, self.predictor_proj):
-            m.apply(ViT._init_weights)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        # Fixed 2-D sin-cos positions (1, N, Dp), no CLS row; the output goes back to the encoder width the targets
+        # live in.
+        self.build_predictor(e.dim, cfg.predictor_vit_config(), e.dim, e.grid_size)
 
     # ---- bookkeeping
 
@@ -278,14 +267,12 @@ class JEPA(nn.Module):
     def forward_predictor(self, ctx: torch.Tensor, masks: Masks) -> torch.Tensor:
         """ctx (B, K, D) context tokens -> predicted target tokens (B * M, L, D), one predictor pass per group."""
         B, M, L = masks.targets.shape
-        pos = self.predictor_pos_embed.expand(B, -1, -1)  # (B, N, Dp)
-        x = self.predictor_embed(ctx) + gather_tokens(pos, masks.context)  # (B, K, Dp)
+        pos = self.predictor_positions().expand(B, -1, -1)  # (B, N, Dp)
+        x = self.predictor_in(ctx) + gather_tokens(pos, masks.context)  # (B, K, Dp)
         x = x.repeat_interleave(M, dim=0)  # (B * M, K, Dp): each group sees the whole context
         q = self.mask_token + gather_tokens(pos, masks.targets).flatten(0, 1)  # (B * M, L, Dp): where to predict
         x = torch.cat([x, q], dim=1)  # (B * M, K + L, Dp)
-        for blk in self.predictor_blocks:
-            x, _ = blk(x)
-        return self.predictor_proj(self.predictor_norm(x[:, -L:]))  # the mask tokens' outputs: (B * M, L, D)
+        return self.run_predictor(x, last=L)  # the mask tokens' outputs: (B * M, L, D)
 
     def forward(self, imgs: torch.Tensor, masks: Optional[Masks] = None, return_all: bool = False,
                 generator: Optional[torch.Generator] = None):

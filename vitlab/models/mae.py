@@ -25,16 +25,15 @@ P patch size, D encoder width, Dd decoder width.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-import torch.nn as nn
 
 from ..config import DictConfig
 from .configs import ViTConfig, vit_tiny_mnist
-from .vit import Block, ViT, patchify, sincos_pos_embed_2d, unpatchify
+from .predictor import PredictorNames, TokenPredictor, check_predictor_shape, predictor_config
+from .vit import ViT, patchify, unpatchify
 
 
 def _default_encoder() -> ViTConfig:
@@ -59,20 +58,12 @@ class MAEConfig(DictConfig):
         if not isinstance(self.encoder, ViTConfig):
             raise TypeError(f"encoder must be a ViTConfig (or its dict), got {type(self.encoder).__name__}")
         check_mask_ratio(self.mask_ratio)
-        if self.decoder_depth < 1:
-            raise ValueError(f"decoder_depth must be >= 1, got {self.decoder_depth}")
-        if self.decoder_dim % self.decoder_heads != 0:
-            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
-        if self.decoder_dim % 4 != 0:
-            raise ValueError(f"the decoder's 2-D sin-cos positions need decoder_dim divisible by 4, got {self.decoder_dim}")
-        if not self.encoder.prenorm:
-            raise ValueError("MAE needs a pre-norm encoder (prenorm=True)")
+        check_predictor_shape("decoder", self.decoder_dim, self.decoder_depth, self.decoder_heads, self.encoder, "MAE")
 
     def decoder_vit_config(self) -> ViTConfig:
         """The ViTConfig the decoder's blocks are built from (its width, heads and MLP; no dropout)."""
-        e = self.encoder
-        return dataclasses.replace(e, dim=self.decoder_dim, depth=self.decoder_depth, heads=self.decoder_heads,
-                                   mlp_ratio=self.decoder_mlp_ratio, dropout=0.0, attn_dropout=0.0, pos_embed="none")
+        return predictor_config(self.encoder, self.decoder_dim, self.decoder_depth, self.decoder_heads,
+                                self.decoder_mlp_ratio)
 
 
 def check_mask_ratio(mask_ratio: float) -> None:
@@ -112,8 +103,8 @@ def unnormalize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
-class MAE(nn.Module):
-    """Masked autoencoder with a vitlab ViT encoder.
+class MAE(TokenPredictor):
+    """Masked autoencoder with a vitlab ViT encoder; its decoder is a `TokenPredictor` (models/predictor.py).
 
         mae = MAE(MAEConfig())
         loss, pred, mask = mae(images)            # images (B, 1, 28, 28), normalised
@@ -121,24 +112,19 @@ class MAE(nn.Module):
         recon = mae.reconstruct(images)           # (B, 1, 28, 28): visible patches pasted back
     """
 
+    # the decoder's layers, under the names every MAE checkpoint has (see models/predictor.py)
+    PREDICTOR = PredictorNames(embed="decoder_embed", pos_embed="decoder_pos_embed", blocks="decoder_blocks",
+                               norm="decoder_norm", proj="decoder_pred")
+
     def __init__(self, cfg: MAEConfig):
         super().__init__()
         self.cfg = cfg
         e = cfg.encoder
         self.encoder = ViT(e)  # initialises itself (timm's ViT init)
-        dcfg = cfg.decoder_vit_config()
-        Dd = cfg.decoder_dim
-        self.decoder_embed = nn.Linear(e.dim, Dd)  # encoder width -> decoder width
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))  # one learned token stands in for every hidden patch
-        # Fixed 2-D sin-cos positions, with a zero row for CLS: the decoder must know WHERE to paint.
-        pe = torch.cat([torch.zeros(1, Dd), sincos_pos_embed_2d(Dd, e.grid_size)])  # (1 + N, Dd)
-        self.register_buffer("decoder_pos_embed", pe.unsqueeze(0), persistent=False)
-        self.decoder_blocks = nn.ModuleList([Block(dcfg) for _ in range(cfg.decoder_depth)])
-        self.decoder_norm = nn.LayerNorm(Dd, eps=e.norm_eps)
-        self.decoder_pred = nn.Linear(Dd, e.patch_size**2 * e.in_channels)  # a patch's pixels, patchify's layout
-        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
-            m.apply(ViT._init_weights)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        # Fixed 2-D sin-cos positions, with a zero row for CLS: the decoder must know WHERE to paint. It predicts a
+        # patch's pixels, in patchify's layout.
+        self.build_predictor(e.dim, cfg.decoder_vit_config(), e.patch_size**2 * e.in_channels, e.grid_size,
+                             cls_row=True)
 
     # ---- bookkeeping
 
@@ -151,7 +137,7 @@ class MAE(nn.Module):
         return self.cfg.encoder.patch_size
 
     def no_weight_decay(self) -> set:
-        """Full parameter names AdamW should not decay (tokens and positions; see `train.param_groups`)."""
+        """Full parameter names AdamW should not decay (tokens and positions; see `training.optim.param_groups`)."""
         return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {"mask_token"}
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -175,17 +161,14 @@ class MAE(nn.Module):
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent (B, 1 + K, D) -> predicted pixels of every patch (B, N, P*P*C)."""
-        x = self.decoder_embed(latent)  # (B, 1 + K, Dd)
+        x = self.predictor_in(latent)  # (B, 1 + K, Dd)
         B, T, Dd = x.shape
         N = ids_restore.shape[1]
         mask_tokens = self.mask_token.expand(B, N + 1 - T, Dd)  # (B, N - K, Dd)
         x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (B, N, Dd): [visible; masked], shuffled order
         x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, Dd))  # (B, N, Dd): patch order
-        x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed  # (B, 1 + N, Dd), CLS first
-        for blk in self.decoder_blocks:
-            x, _ = blk(x)
-        x = self.decoder_pred(self.decoder_norm(x))  # (B, 1 + N, P*P*C)
-        return x[:, 1:]  # drop CLS: (B, N, P*P*C)
+        x = torch.cat([x[:, :1], x_], dim=1) + self.predictor_positions()  # (B, 1 + N, Dd), CLS first
+        return self.run_predictor(x)[:, 1:]  # blocks, norm, pixels (B, 1 + N, P*P*C); CLS dropped: (B, N, P*P*C)
 
     def patch_targets(self, imgs: torch.Tensor) -> torch.Tensor:
         """What the decoder should predict: the patches' pixels (B, N, P*P*C), per-patch normalised if norm_pix_loss."""

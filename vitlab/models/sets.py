@@ -135,9 +135,11 @@ class SumSetModel(nn.Module):
     """The sum of a sequence of digit embeddings: a fully connected baseline, Deep Sets, or a masked transformer,
     with a regression, classification or per-digit-distribution head."""
 
+    KINDS = ("fc", "deepsets", "transformer")  # the config kinds it builds
+
     def __init__(self, cfg: SetConfig):
         super().__init__()
-        if cfg.kind not in ("fc", "deepsets", "transformer"):
+        if cfg.kind not in self.KINDS:
             raise ValueError(f"a sum model's kind is 'fc', 'deepsets' or 'transformer', got {cfg.kind!r}")
         if cfg.kind == "fc" and cfg.head == "digits":
             raise ValueError("the fully connected baseline has no per-item outputs, so no 'digits' head")
@@ -202,9 +204,11 @@ class AnchorSetModel(nn.Module):
     forward(anchor (B, E), items (B, L, E), mask (B, L)) -> (logit (B,), attention over the items (B, L) or None)
     """
 
+    KINDS = ("fc", "cross", "self")  # the config kinds it builds
+
     def __init__(self, cfg: SetConfig):
         super().__init__()
-        if cfg.kind not in ("fc", "cross", "self"):
+        if cfg.kind not in self.KINDS:
             raise ValueError(f"an anchor model's kind is 'fc', 'cross' or 'self', got {cfg.kind!r}")
         self.cfg = cfg
         D, H = cfg.dim, int(cfg.dim * cfg.mlp_ratio)

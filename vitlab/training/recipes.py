@@ -22,11 +22,13 @@ RECIPES = {
     "default": Recipe(
         "default",
         vit_mini_mnist(),
-        # 53 epochs x 54,784 images x 13.6 MFLOP = 39.4 TFLOP, within the 40 TFLOP budget; chosen on validation
-        # against wider models, fewer epochs, overlapping patches, a weight average and other batch sizes (README).
+        # A fixed training budget of 40 TFLOP (FLOPs an image, `analysis.cost`, x images x epochs), so that a CPU
+        # trains it in one sitting; the epochs are as many as the budget allows this small model, because on
+        # validation the budget did more as epochs than as width, overlapping patches, a weight average or other
+        # batch sizes (the README has the comparison and its figures).
         TrainConfig(epochs=53, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1.0, schedule="cosine",
                     label_smoothing=0.1, grad_clip=1.0, augment=Augment(rotation=10.0, scale=0.1, translate=2.0)),
-        "vit_mini_mnist (7x7 patches, 17 tokens, D=64, 4 blocks), 53 epochs, 39 TFLOP: the quick CPU recipe",
+        "vit_mini_mnist (7x7 patches, 17 tokens, D=64, 4 blocks), 53 epochs, a 40 TFLOP budget: the quick CPU recipe",
     ),
     "long": Recipe(
         "long",

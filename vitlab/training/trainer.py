@@ -3,8 +3,10 @@
 The loop knows nothing of the model beyond "images in, logits out", or, for
 other objectives (masked autoencoding, distillation), beyond the `objective`
 callable it is given: ``objective(model, x, y) -> (loss, logits or None)``.
-What the notebooks show comes from the returned `History` (per step and per epoch:
-loss, accuracy, learning rate, per-layer gradient norms) or from callbacks.
+It does the steps (forward, backward, the global gradient norm and clipping, the optimizer and the schedule),
+validation and the `History` (per step and per epoch: loss, accuracy, learning rate, gradient norm). Everything
+else is a callback (`vitlab.training.callbacks`): the checkpoint, the weight average, TensorBoard, the progress
+bar, the line per epoch, the per-layer gradient statistics.
 
 Determinism: everything random in epoch e (shuffling, augmentation, dropout)
 is seeded from (seed, e). A run resumed from the checkpoint written at the end
@@ -18,8 +20,9 @@ import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -27,8 +30,8 @@ import torch.nn.functional as F
 
 from ..config import config_diff
 from ..data import UNLABELLED, ImageSet
-from ..paths import shown
 from . import distributed as dist
+from .callbacks import Checkpoint, GradStats, OnEvent, Show, WeightAverage, keyword_callbacks
 from .checkpoints import (CheckpointError, RunMismatch, data_identity, data_mismatch, load_weights, read_checkpoint,
                           save_checkpoint)
 from .config import TrainConfig, resolve_device
@@ -36,6 +39,8 @@ from .history import History
 from .inference import map_batches, predict_logits
 from .objectives import CrossEntropy, Objective
 from .optim import layer_of, lr_at, make_optimizer, param_groups  # noqa: F401  (lr_at, param_groups: public here too)
+
+_UNSET = object()
 
 
 class TrainingDiverged(ValueError):
@@ -46,71 +51,63 @@ class Trainer:
     """Train any classifier that maps (B, C, H, W) images to (B, classes) logits.
 
         trainer = Trainer(model, data.train, data.val, TrainConfig(epochs=5),
-                          checkpoint_path="runs/x/checkpoint.pt")
+                          callbacks=[Checkpoint("runs/x/checkpoint.pt"), ProgressBar(), EpochLog()])
         trainer.add_callback("on_epoch_end", lambda tr: print(tr.history.last("val_acc")))
         history = trainer.fit()          # or fit(resume=True) after a crash
 
     `objective` replaces the default cross-entropy (see `Objective`); with one,
     validation reports the objective's own loss (and accuracy when it returns logits).
 
-    Callbacks receive the trainer; events: on_step_end, on_epoch_end, on_train_end.
-    A callback may set `trainer.stop = True` to end training after the current step.
+    Callbacks (`vitlab.training.callbacks`): objects with any of the methods in `EVENTS`, called with the trainer;
+    `add_callback(event, fn)` adds a plain function. One may set `trainer.stop = True` to end training after the
+    current step. The config's own run first: `GradStats` always, `WeightAverage` when `ema_decay` is set. The
+    keyword arguments ask for the standard ones (`keyword_callbacks`): `checkpoint_path` and `extra`, `tensorboard_dir`,
+    `progress`, `verbose`, `show`; progress and verbose are on unless `callbacks` (e.g. `run_callbacks`) was given.
+
+    Any batch source: `train_set` may be an `ImageSet` or any object with ``__len__`` and
+    ``batches(batch_size, shuffle=True, generator=..., augment=..., drop_last=True)`` yielding ``(x, y)`` tensors,
+    x (B, C, H, W) and y (B,). Only the checkpoint's dataset fields (name, normalisation, classes, split) and
+    `data_identity` (which a resume is checked against) need an ImageSet; for other sources they are left out
+    (None), and a resume checks the model and the recipe only. `val_set` is an ImageSet (or None).
     """
 
-    EVENTS = ("on_step_end", "on_epoch_end", "on_train_end")
+    EVENTS = ("on_fit_start", "on_epoch_start", "on_backward_end", "on_step_end", "on_validate_start",
+              "on_epoch_end", "on_train_end", "on_fit_end")
 
-    def __init__(
-        self,
-        model: nn.Module,
-        train_set: ImageSet,
-        val_set: Optional[ImageSet] = None,
-        config: Optional[TrainConfig] = None,
-        checkpoint_path: Optional[str | os.PathLike] = None,
-        tensorboard_dir: Optional[str | os.PathLike] = None,
-        progress: bool = True,
-        verbose: bool = True,
-        extra: Optional[dict] = None,
-        objective: Optional[Objective] = None,
-    ):
-        self.config = config or TrainConfig()
+    def __init__(self, model: nn.Module, train_set: ImageSet, val_set: Optional[ImageSet] = None,
+                 config: Optional[TrainConfig] = None, objective: Optional[Objective] = None, callbacks: Iterable = (),
+                 *, checkpoint_path: Optional[str | os.PathLike] = None,
+                 tensorboard_dir: Optional[str | os.PathLike] = None, progress: Optional[bool] = None,
+                 verbose: Optional[bool] = None, extra: Optional[dict] = None, show: Optional[Show] = None):
+        self.config = c = config or TrainConfig()
         self.custom_objective = objective is not None
-        self.objective = objective if objective is not None else CrossEntropy(self.config.label_smoothing)
-        self.device = dist.local_device(resolve_device(self.config.device))
+        self.objective = objective if objective is not None else CrossEntropy(c.label_smoothing)
+        self.device = dist.local_device(resolve_device(c.device))
         dist.init_from_env(self.device)  # under torchrun: join the process group (once)
         self.world, self.rank = dist.world_size(), dist.rank()
-        if self.config.batch_size % self.world:
-            raise ValueError(f"batch_size {self.config.batch_size} cannot be split evenly over {self.world} processes; "
+        if c.batch_size % self.world:
+            raise ValueError(f"batch_size {c.batch_size} cannot be split evenly over {self.world} processes; "
                              f"use a multiple of {self.world}")
         self.model = model.to(self.device)
         self.train_set, self.val_set = train_set, val_set
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.tensorboard_dir = tensorboard_dir
-        self.progress, self.verbose = progress, verbose
-        self.extra = extra or {}
-        self.callbacks: dict[str, list[Callable]] = defaultdict(list)
-        self.optimizer = make_optimizer(model, self.config.weight_decay, self.config.lr)
-        n = len(train_set) // self.config.batch_size  # full batches only: equal-sized steps
-        if n == 0:
-            raise ValueError(f"training set of {len(train_set)} images is smaller than one batch ({self.config.batch_size})")
-        if self.config.max_steps_per_epoch:
-            n = min(n, self.config.max_steps_per_epoch)
-        self.steps_per_epoch = n
-        self.total_steps = n * self.config.epochs
-        warmup = int(round(self.config.warmup_epochs * n))
-        c = self.config
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_at(s, self.total_steps, warmup, c.lr, c.schedule, c.min_lr) / c.lr
-        )
+        self.optimizer = make_optimizer(model, c.weight_decay, c.lr)
+        self._make_schedule(len(train_set))
         self.history = History()
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
         self.stop = False
-        self._data_identity: Optional[dict] = None
+        self.resumed_from: Optional[Path] = None  # the checkpoint fit(resume=True) continued from
+        self._data_identity = _UNSET
         self._layer_names = [(name, layer_of(name)) for name, p in model.named_parameters() if p.requires_grad]
-        # The weight average (EMA), when on: a copy of every floating-point tensor of the state dict, updated after
-        # each step. Validation, the checkpoint's model and the model after fit() use it; the optimizer never sees it.
-        self._live = {k: t for k, t in self.model.state_dict().items() if t.is_floating_point()} if c.ema_decay else {}
-        self._ema = {k: t.detach().clone() for k, t in self._live.items()}
+        self.layer_grad_sq: dict[str, float] = {}  # this step's squared gradient norm per layer (before clipping)
+        self.named_grads: list = []  # this step's (name, parameter) pairs that have a gradient
+        self.average = WeightAverage(c.ema_decay).track(self.model) if c.ema_decay else None
+        self._extra = dict(extra or {})
+        given = list(callbacks)
+        own = [GradStats(c.grad_snapshot_every)] + ([self.average] if self.average is not None else [])
+        # in the order they run: the config's, the keyword arguments', then the ones given
+        self.callbacks: list = own + keyword_callbacks(given, checkpoint_path, self._extra, tensorboard_dir, progress,
+                                                       verbose, show) + given
         # One training step as a module, so that DistributedDataParallel can wrap it whatever the objective reads of
         # the model (an MAE's masking, a DeiT's two heads): DDP all-reduces the gradients of every parameter used.
         self._step = _ObjectiveStep(self.model, self.objective)
@@ -120,69 +117,82 @@ class Trainer:
             self._step = DistributedDataParallel(self._step, device_ids=[self.device.index] if self.device.type == "cuda"
                                                  else None, find_unused_parameters=self.custom_objective)
 
+    def _make_schedule(self, n_images: int) -> None:
+        c = self.config
+        n = n_images // c.batch_size  # full batches only: equal-sized steps
+        if n == 0:
+            raise ValueError(f"training set of {n_images} images is smaller than one batch ({c.batch_size})")
+        if c.max_steps_per_epoch:
+            n = min(n, c.max_steps_per_epoch)
+        self.steps_per_epoch = n
+        self.total_steps = n * c.epochs
+        warmup = int(round(c.warmup_epochs * n))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_at(s, self.total_steps, warmup, c.lr, c.schedule, c.min_lr) / c.lr
+        )
+
     def add_callback(self, event: str, fn: Callable) -> None:
+        """Call `fn(trainer)` at `event` (one of `EVENTS`), after the callbacks already held."""
         if event not in self.EVENTS:
             raise ValueError(f"unknown event {event!r}; choose from {self.EVENTS}")
-        self.callbacks[event].append(fn)
+        self.callbacks.append(OnEvent(event, fn))
 
     def _fire(self, event: str) -> None:
-        for fn in self.callbacks[event]:
-            fn(self)
+        for cb in self.callbacks:
+            fn = getattr(cb, event, None)
+            if fn is not None:
+                fn(self)
+
+    @property
+    def checkpoint(self) -> Optional[Checkpoint]:
+        """The `Checkpoint` callback, if the run has one."""
+        return next((cb for cb in self.callbacks if isinstance(cb, Checkpoint)), None)
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        """Where the Checkpoint callback writes, and fit(resume=True) reads (None: no checkpoint)."""
+        return self.checkpoint.path if self.checkpoint is not None else None
+
+    @property
+    def extra(self) -> dict:
+        """What the checkpoint records besides the run itself (a named run's name, spec and setup)."""
+        return self.checkpoint.extra if self.checkpoint is not None else self._extra
 
     # ---- checkpoints
-
-    def _update_ema(self) -> None:
-        # Warm-up of the decay (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average
-        # follows the weights closely, so it does not remember the random initialisation.
-        d = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        torch._foreach_lerp_(list(self._ema.values()), list(self._live.values()), 1 - d)
 
     @contextmanager
     def averaged_weights(self):
         """Inside: the model holds the weight average (no-op without EMA); afterwards, the weights being trained."""
-        if not self._ema:
+        if self.average is None:
             yield self.model
             return
-        backup = {k: t.clone() for k, t in self._live.items()}
-        try:
-            with torch.no_grad():
-                torch._foreach_copy_(list(self._live.values()), list(self._ema.values()))
+        with self.average.swapped_in():
             yield self.model
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(list(self._live.values()), list(backup.values()))
 
     def save(self, path: Optional[str | os.PathLike] = None) -> None:
-        """Write the checkpoint (the main process only, when several train together)."""
+        """Write the checkpoint (the main process only, when several train together); by default to the
+        Checkpoint callback's path."""
         if not dist.is_main():
             return
-        train_weights = {k: t.clone() for k, t in self.model.state_dict().items()} if self._ema else None
-        info = self.train_set.info
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("save() needs a path: pass one, or give the trainer a Checkpoint callback")
+        averaging = self.average is not None and self.average.active
+        train_weights = {k: t.clone() for k, t in self.model.state_dict().items()} if averaging else None
         with self.averaged_weights():  # the checkpoint's model is the average (when on); resuming reads train_weights
-            save_checkpoint(
-                path or self.checkpoint_path,
-                self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                epoch=self.epoch,
-                step=self.step,
-                history=self.history.to_dict(),
-                train_config=self.config.to_dict(),
-                dataset=info.name,
-                normalization=(info.mean, info.std),
-                classes=list(info.classes),
-                label_map=info.label_map,
-                data_split=self.train_set.split,
-                extra=self.extra,
-                train_weights=train_weights,
-                data=self.data_identity,
-            )
+            save_checkpoint(path, self.model, optimizer=self.optimizer, scheduler=self.scheduler, epoch=self.epoch,
+                            step=self.step, history=self.history.to_dict(), train_config=self.config.to_dict(),
+                            extra=self.extra, train_weights=train_weights, data=self.data_identity,
+                            **_dataset_fields(self.train_set))
 
     @property
-    def data_identity(self) -> dict:
-        """Which images this run trains and validates on (`data_identity`): a resume must agree on it."""
-        if self._data_identity is None:
-            self._data_identity = data_identity(self.train_set, self.val_set)
+    def data_identity(self) -> Optional[dict]:
+        """Which images this run trains and validates on (`data_identity`): a resume must agree on it.
+        None when the training batches do not come from an ImageSet."""
+        if self._data_identity is _UNSET:
+            sets = (self.train_set,) + ((self.val_set,) if self.val_set is not None else ())
+            self._data_identity = data_identity(self.train_set, self.val_set) if all(
+                isinstance(s, ImageSet) for s in sets) else None
         return self._data_identity
 
     def restore(self, path: str | os.PathLike) -> None:
@@ -191,39 +201,23 @@ class Trainer:
         load_weights(self.model, ckpt, path)
         diff = config_diff(ckpt.get("train_config", {}), self.config.to_dict(), keys=TrainConfig.run_fields(),
                            defaults=TrainConfig.defaults())
-        diff = diff or data_mismatch(ckpt.get("data"), self.data_identity)
+        if not diff and self.data_identity is not None:
+            diff = data_mismatch(ckpt.get("data"), self.data_identity)
         if diff:
             raise RunMismatch(path, self.extra.get("run_name", Path(path).parent.name), diff, action="resume")
         if ckpt.get("optimizer") is None or ckpt.get("scheduler") is None:
             raise CheckpointError(f"{path}: holds no optimizer state, so the run cannot be resumed")
-        if self._ema:  # the checkpoint's model is the average; the weights being trained are kept beside it
+        # the checkpoint's model is the average (when on); the weights being trained are kept beside it
+        if self.average is not None and self.average.active:
             if "train_weights" not in ckpt:
                 raise CheckpointError(f"{path}: holds no training weights beside its average, so it cannot be resumed")
-            with torch.no_grad():
-                torch._foreach_copy_(list(self._ema.values()), list(self._live.values()))
-            self.model.load_state_dict(ckpt["train_weights"])
+            self.average.restore(self.model, ckpt["train_weights"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.history = History.from_dict(ckpt["history"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
 
-    # ---- the loop
-
-    def _grad_norms(self) -> float:
-        """Record per-layer gradient norms; return the global norm (before clipping)."""
-        named = [(n, layer, p) for (n, layer), p in zip(self._layer_names, self._params) if p.grad is not None]
-        norms = torch._foreach_norm([p.grad for _, _, p in named]) if named else []
-        sq = defaultdict(float)
-        values = torch.stack(norms).float().cpu().tolist() if named else []
-        for (_, layer, _), v in zip(named, values):
-            sq[layer] += v * v
-        for layer, s in sq.items():
-            self.history.layer_grad_norms[layer].append(math.sqrt(s))
-        snap = self.config.grad_snapshot_every
-        if snap and self.step % snap == 0:
-            stats = {n: [float(p.grad.abs().mean()), float(p.grad.abs().max())] for n, _, p in named}
-            self.history.grad_snapshots.append({"step": self.step, "params": stats})
-        return math.sqrt(sum(sq.values()))
+    # ---- validation
 
     def _validate_objective(self) -> tuple[float, float]:
         """Mean objective loss (and accuracy, when it returns logits) over the validation set, in eval mode."""
@@ -258,101 +252,108 @@ class Trainer:
         loss_sum, correct, n = dist.all_sum(sums).tolist()
         return loss_sum / n, correct / n
 
+    # ---- the loop
+
     def fit(self, resume: bool = False) -> History:
         """Train for the configured epochs; with resume=True continue from checkpoint_path if it exists."""
-        c = self.config
-        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.restore(self.checkpoint_path)  # every process: all continue from the same state
-            if self.verbose and self.epoch < c.epochs and dist.is_main():
-                print(f"resuming from {shown(self.checkpoint_path)} at epoch {self.epoch}/{c.epochs}")
-        writer = None
-        if self.tensorboard_dir is not None and dist.is_main():
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.step or None)
-        from tqdm.auto import tqdm
-
+        path = self.checkpoint_path
+        self.resumed_from = None
+        if resume and path is not None and path.exists():
+            self.restore(path)  # every process: all continue from the same state
+            self.resumed_from = path
         self._params = [p for p in self.model.parameters() if p.requires_grad]
         try:
-            while self.epoch < c.epochs and not self.stop:
-                self._train_epoch(tqdm, writer)
+            self._fire("on_fit_start")
+            while self.epoch < self.config.epochs and not self.stop:
+                self._train_epoch()
         finally:
-            if writer is not None:
-                writer.close()
-        if self._ema:  # what fit() returns is what the checkpoint holds: the average
-            with torch.no_grad():
-                torch._foreach_copy_(list(self._live.values()), list(self._ema.values()))
-            self._ema, self._live = {}, {}
-        self._fire("on_train_end")
+            self._fire("on_fit_end")
+        self._fire("on_train_end")  # the weight average first: what fit() returns is what the checkpoint holds
         return self.history
 
-    def _train_epoch(self, tqdm, writer) -> None:
+    def _train_epoch(self) -> None:
         c, e = self.config, self.epoch
         # Shuffling and augmentation: the same draws in every process, which all build the same global batch and
         # keep their own shard of it, so N processes train on exactly the batches one process would.
         gen = torch.Generator().manual_seed(c.seed * 1_000_003 + e)
         torch.manual_seed(c.seed * 1_000_003 + e + 7919 * self.rank)  # dropout, MAE masks: each process its own
-        b = c.batch_size // self.world  # this process's share of each global batch
-        mine = slice(self.rank * b, (self.rank + 1) * b)
         self.model.train()
         t0 = time.perf_counter()
-        loss_sum, correct, seen, seen_labelled = 0.0, 0, 0, 0
-        got_logits = False  # MAE-style objectives return none: no training accuracy then
+        sums = _EpochSums()
         batches = self.train_set.batches(c.batch_size, shuffle=True, generator=gen, augment=c.augment, drop_last=True)
-        # Pass `disable` only to switch bars off. TQDM_DISABLE=1 is read here as well: tqdm's notebook bars (which
-        # tqdm.auto picks in Jupyter) ignore it, and the series pass sets it to keep bars out of committed notebooks.
-        env_off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
-        off = {} if self.progress and dist.is_main() and not env_off else {"disable": True}
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {e + 1}/{c.epochs}", leave=False, **off)
+        self._fire("on_epoch_start")
         for i, (x, y) in enumerate(batches):
             if i >= self.steps_per_epoch:
                 break
-            x, y = x[mine].to(self.device, non_blocking=True), y[mine].to(self.device, non_blocking=True)  # (b, C, H, W)
-            loss, logits = self._step(x, y)  # logits (b, classes), or None; several processes: through DDP
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # several processes: DDP averages the gradients over them here
-            gnorm = self._grad_norms()
-            if c.grad_clip > 0 and gnorm > c.grad_clip:
-                torch._foreach_mul_([p.grad for p in self._params if p.grad is not None], c.grad_clip / (gnorm + 1e-6))
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.step()
-            self.scheduler.step()
-            if self._ema:
-                self._update_ema()
-            labelled = y != UNLABELLED  # (b,) accuracy counts labelled images only (a transfer set has others)
-            got_logits = logits is not None
-            hits = ((logits.argmax(1) == y) & labelled).sum() if got_logits else torch.zeros((), device=self.device)
-            # loss summed over the batch, right answers, labelled images, images: over all processes
-            stats = torch.stack([loss.detach().float() * len(y), hits.float(), labelled.sum().float(),
-                                 torch.tensor(float(len(y)), device=self.device)])
-            batch_loss, batch_hits, n_lab, n = dist.all_sum(stats).tolist()
-            if not math.isfinite(batch_loss):  # nothing after this step could be trusted: stop, keep the last epoch
-                raise TrainingDiverged(
-                    f"training diverged: the loss is {batch_loss} at step {self.step + 1} (epoch {e + 1}); nothing of "
-                    f"this epoch is saved. Lower the learning rate, keep warm-up and gradient clipping on")
-            loss_sum += batch_loss
-            correct += int(batch_hits)
-            seen += int(n)
-            seen_labelled += int(n_lab)
-            loss_v, acc_v = batch_loss / n, (batch_hits / n_lab if got_logits and n_lab else float("nan"))
-            for k, v in (("step", self.step), ("epoch", e), ("loss", loss_v), ("acc", acc_v), ("lr", lr), ("grad_norm", gnorm)):
-                self.history.steps[k].append(v)
-            if writer is not None:
-                writer.add_scalar("train/loss", loss_v, self.step)
-                writer.add_scalar("train/lr", lr, self.step)
-                writer.add_scalar("train/grad_norm", gnorm, self.step)
-            self.step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.2e}", refresh=False)
-            self._fire("on_step_end")
+            self._train_step(x, y, sums)
             if self.stop:
                 break
-        bar.close()
+        self._fire("on_validate_start")
         self.epoch += 1
+        self._record_epoch(sums, t0)
+        self._fire("on_epoch_end")
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, sums: "_EpochSums") -> None:
+        c = self.config
+        b = c.batch_size // self.world  # this process's share of each global batch
+        mine = slice(self.rank * b, (self.rank + 1) * b)
+        x, y = x[mine].to(self.device, non_blocking=True), y[mine].to(self.device, non_blocking=True)  # (b, C, H, W)
+        loss, logits = self._step(x, y)  # logits (b, classes), or None; several processes: through DDP
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # several processes: DDP averages the gradients over them here
+        gnorm = self._grad_norm()
+        self._fire("on_backward_end")
+        if c.grad_clip > 0 and gnorm > c.grad_clip:
+            torch._foreach_mul_([p.grad for p in self._params if p.grad is not None], c.grad_clip / (gnorm + 1e-6))
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        loss_v, acc_v = self._add_batch(loss, logits, y, sums)
+        for k, v in (("step", self.step), ("epoch", self.epoch), ("loss", loss_v), ("acc", acc_v), ("lr", lr),
+                     ("grad_norm", gnorm)):
+            self.history.steps[k].append(v)
+        self.step += 1
+        self._fire("on_step_end")
+
+    def _grad_norm(self) -> float:
+        """The global gradient norm (before clipping), summed layer by layer. Leaves each layer's squared norm in
+        `layer_grad_sq` and the parameters with gradients in `named_grads`, for GradStats: one pass over them."""
+        named = [(n, layer, p) for (n, layer), p in zip(self._layer_names, self._params) if p.grad is not None]
+        norms = torch._foreach_norm([p.grad for _, _, p in named]) if named else []
+        values = torch.stack(norms).float().cpu().tolist() if named else []
+        sq = defaultdict(float)
+        for (_, layer, _), v in zip(named, values):
+            sq[layer] += v * v
+        self.layer_grad_sq = dict(sq)
+        self.named_grads = [(n, p) for n, _, p in named]
+        return math.sqrt(sum(sq.values()))
+
+    def _add_batch(self, loss, logits, y, sums: "_EpochSums") -> tuple[float, float]:
+        """Add this step's batch to the epoch's sums (over all processes); return its mean loss and accuracy."""
+        labelled = y != UNLABELLED  # (b,) accuracy counts labelled images only (a transfer set has others)
+        sums.got_logits = logits is not None
+        hits = ((logits.argmax(1) == y) & labelled).sum() if sums.got_logits else torch.zeros((), device=self.device)
+        # loss summed over the batch, right answers, labelled images, images: over all processes
+        stats = torch.stack([loss.detach().float() * len(y), hits.float(), labelled.sum().float(),
+                             torch.tensor(float(len(y)), device=self.device)])
+        batch_loss, batch_hits, n_lab, n = dist.all_sum(stats).tolist()
+        if not math.isfinite(batch_loss):  # nothing after this step could be trusted: stop, keep the last epoch
+            raise TrainingDiverged(
+                f"training diverged: the loss is {batch_loss} at step {self.step + 1} (epoch {self.epoch + 1}); "
+                f"nothing of this epoch is saved. Lower the learning rate, keep warm-up and gradient clipping on")
+        sums.loss += batch_loss
+        sums.correct += int(batch_hits)
+        sums.seen += int(n)
+        sums.labelled += int(n_lab)
+        return batch_loss / n, (batch_hits / n_lab if sums.got_logits and n_lab else float("nan"))
+
+    def _record_epoch(self, sums: "_EpochSums", t0: float) -> None:
+        """The epoch's row of `history.epochs`: training sums, validation (of the weight average, when on)."""
         ep = self.history.epochs
         ep["epoch"].append(self.epoch)
-        ep["train_loss"].append(float(loss_sum) / max(seen, 1))
-        ep["train_acc"].append(float(correct) / seen_labelled if got_logits and seen_labelled else float("nan"))
+        ep["train_loss"].append(float(sums.loss) / max(sums.seen, 1))
+        ep["train_acc"].append(float(sums.correct) / sums.labelled if sums.got_logits and sums.labelled
+                               else float("nan"))
         if self.val_set is not None and len(self.val_set):
             with self.averaged_weights():
                 vl, va = self._validate()
@@ -362,19 +363,27 @@ class Trainer:
         ep["val_acc"].append(va)
         ep["lr"].append(self.optimizer.param_groups[0]["lr"])
         ep["seconds"].append(time.perf_counter() - t0)
-        if writer is not None:
-            for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
-                writer.add_scalar(f"epoch/{k}", ep[k][-1], self.epoch)
-        if self.verbose and dist.is_main():
-            def acc(a):  # objectives without logits (MAE) have no accuracy: say nothing rather than "nan%"
-                return "" if math.isnan(a) else f" acc {100 * a:.2f}%"
 
-            val = "" if math.isnan(vl) else f"  val loss {vl:.4f}{acc(va)}"
-            print(f"epoch {self.epoch:>3}/{c.epochs}  train loss {ep['train_loss'][-1]:.4f}{acc(ep['train_acc'][-1])}"
-                  f"{val}  {ep['seconds'][-1]:.1f}s", flush=True)
-        if self.checkpoint_path is not None:
-            self.save()
-        self._fire("on_epoch_end")
+
+@dataclass
+class _EpochSums:
+    """What an epoch's steps add up, over all processes: its training loss and accuracy."""
+
+    loss: float = 0.0  # loss summed over the images
+    correct: int = 0  # right answers among the labelled images
+    seen: int = 0  # images
+    labelled: int = 0  # labelled images
+    got_logits: bool = False  # MAE-style objectives return none: no training accuracy then
+
+
+def _dataset_fields(train_set) -> dict:
+    """The checkpoint's record of the dataset (what `vitlab evaluate` rebuilds it from); none for a source that
+    is not an ImageSet."""
+    info = getattr(train_set, "info", None)
+    if not isinstance(train_set, ImageSet) or info is None:
+        return {}
+    return {"dataset": info.name, "normalization": (info.mean, info.std), "classes": list(info.classes),
+            "label_map": info.label_map, "data_split": train_set.split}
 
 
 class _ObjectiveStep(nn.Module):

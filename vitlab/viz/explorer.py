@@ -267,24 +267,13 @@ class AttentionExplorer:
                                  continuous_update=False, style=style, layout=L("190px"))
         self.w_col = W.IntSlider(value=0, min=0, max=g - 1, description="column", disabled=s.query is None,
                                  continuous_update=False, style=style, layout=L("210px"))
-        size = "28px" if g > 5 else "36px"
-        self.w_patches = [[W.Button(description="", tooltip=f"query patch ({r}, {c})",
-                                    layout=W.Layout(width=size, height=size, padding="0"))
-                           for c in range(g)] for r in range(g)]
-        for r in range(g):
-            for c in range(g):
-                self.w_patches[r][c].on_click(lambda _b, r=r, c=c: self._on_patch_click(r, c))
-        grid = W.GridBox([b for line in self.w_patches for b in line],
-                         layout=W.Layout(grid_template_columns=f"repeat({g}, {size})", grid_gap="2px",
-                                         width="max-content"))
+        pick = self._patch_picker(W)
         # The picture shrinks with the column (keeping its aspect ratio) instead of overflowing it.
         self.w_image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.w_status = W.HTML()
         for w in (self.w_index, self.w_wrong, self.w_mode, self.w_layer, self.w_head, self.w_discard, self.w_target,
                   self.w_cls, self.w_row, self.w_col, self.w_misclassified):
             w.observe(self._on_change, names="value")
-        pick = W.VBox([W.HTML("<b>query patch</b> (click)"), grid],
-                      layout=W.Layout(flex="0 0 auto", margin="0 0 0 8px"))
         controls = W.VBox([
             row(self.w_index, self.w_misclassified, self.w_wrong),
             self.w_mode,
@@ -295,6 +284,21 @@ class AttentionExplorer:
         self.widget = W.VBox([row(controls, pick), self.w_image, self.w_status],
                              layout=W.Layout(max_width="100%"))
         self._sync_widgets()
+
+    def _patch_picker(self, W):
+        """The patch grid, one button per patch: a click makes that patch the query."""
+        g = self.grid
+        size = "28px" if g > 5 else "36px"
+        self.w_patches = [[W.Button(description="", tooltip=f"query patch ({r}, {c})",
+                                    layout=W.Layout(width=size, height=size, padding="0"))
+                           for c in range(g)] for r in range(g)]
+        for r in range(g):
+            for c in range(g):
+                self.w_patches[r][c].on_click(lambda _b, r=r, c=c: self._on_patch_click(r, c))
+        grid = W.GridBox([b for line in self.w_patches for b in line], layout=W.Layout(
+            grid_template_columns=f"repeat({g}, {size})", grid_gap="2px", width="max-content"))
+        return W.VBox([W.HTML("<b>query patch</b> (click)"), grid],
+                      layout=W.Layout(flex="0 0 auto", margin="0 0 0 8px"))
 
     def _on_patch_click(self, r: int, c: int) -> None:
         self.set(query=(r, c))

@@ -4,14 +4,28 @@ render (GitHub, a static export)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol, Sequence
 
 import matplotlib.figure
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..methods.reading import Reading
 from .plots import overlay
+
+
+class Reading(Protocol):
+    """What these figures read of a reading: `vitlab.apps.reading.Reading` has it (viz imports nothing from the
+    apps layer above it, so the figure is typed by the fields it uses)."""
+
+    digit: np.ndarray  # (28, 28) in [0, 1]: what the model saw
+    probs: np.ndarray  # (classes,)
+    classes: Sequence[str]
+    score: Optional[float]  # digit-check score (None: no check)
+    threshold: Optional[float]
+    attention: Optional[np.ndarray]  # (28, 28), or None for a CNN
+    predicted: str
+    confidence: float
+    digit_like: Optional[bool]
 
 
 def verdict(reading: Reading) -> str:

@@ -1,34 +1,22 @@
-"""What `vitlab train` and `vitlab evaluate` write beside a checkpoint: the figures and metrics.json of a run."""
+"""The figures of a run's report, the ones `vitlab train` and `vitlab evaluate` write beside a checkpoint. Made
+here, saved by the caller (`vitlab.apps.report`), as every figure in viz."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import matplotlib.figure
 
 from .plots import plot_confusion_matrix, plot_history, plot_misclassified
 
 
-def write_run_report(out: Path, model, history, result, test_set) -> None:
-    """metrics.json, loss_curves.png (with a history), confusion_matrix.png and misclassified.png in `out`."""
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
+def run_report_figures(name: str, history, result, test_set) -> dict[str, matplotlib.figure.Figure]:
+    """{file stem: figure}: "loss_curves" (with a `history`), "confusion_matrix" of `result` on `test_set`, and
+    "misclassified" (when `result` has errors). `name` (the run's) titles them."""
     classes = list(test_set.info.classes)
-    metrics = {"split": test_set.name, "test_accuracy": result.accuracy, "test_loss": result.loss,
-               "test_errors": result.errors, "test_images": len(result.labels),
-               "parameters": sum(p.numel() for p in model.parameters())}
+    figs = {}
     if history is not None:
-        metrics.update(epochs=len(history.epochs.get("epoch", [])),
-                       train_seconds=float(sum(history.epochs.get("seconds", []))),
-                       val_accuracy=history.last("val_acc"))
-        fig = plot_history(history, title=f"{out.name}: training history")
-        fig.savefig(out / "loss_curves.png", dpi=110)
-        plt.close(fig)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    fig = plot_confusion_matrix(result.confusion, classes, title=f"{out.name}: {test_set.name} confusion matrix")
-    fig.savefig(out / "confusion_matrix.png", dpi=110)
-    plt.close(fig)
+        figs["loss_curves"] = plot_history(history, title=f"{name}: training history")
+    figs["confusion_matrix"] = plot_confusion_matrix(result.confusion, classes,
+                                                     title=f"{name}: {test_set.name} confusion matrix")
     if result.errors:
-        fig = plot_misclassified(result, test_set.images, classes)
-        fig.savefig(out / "misclassified.png", dpi=110)
-        plt.close(fig)
+        figs["misclassified"] = plot_misclassified(result, test_set.images, classes)
+    return figs

@@ -27,7 +27,7 @@ import numpy as np
 import traitlets
 
 from ..images import ImageError
-from ..methods.reading import DigitReader, Reading
+from .reading import DigitReader, Reading
 from ..strokes import check_strokes, render_strokes
 
 _HERE = Path(__file__).parent
@@ -138,7 +138,7 @@ class DigitPad(anywidget.AnyWidget):
         if self.reading is not None and isinstance(data, dict):
             import matplotlib.pyplot as plt
 
-            from .reading import plot_reading
+            from ..viz.reading import plot_reading
 
             buf = io.BytesIO()
             fig = plot_reading(self.reading, title="drawing pad", picture=self.picture(140))

@@ -1,5 +1,6 @@
 """Notebook 04: the high-learning-rate experiment (warm-up and gradient clipping switched off one at a time, over
-SEEDS: runs ``04_<variant>_s<seed>``), and what a run's record of gradient norms says about clipping and spikes."""
+SEEDS: runs ``04_<variant>_s<seed>``), the deep pre-norm / post-norm pair, and what a run's record of gradient norms
+says about clipping and spikes."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import numpy as np
 
 from ..models.configs import vit_tiny_mnist
 from ..training.recipes import RECIPES
-from .common import notebook_runs_dir, shrink_for_fast
-from .seeds import SEEDS, seed_runs
+from ..training.spec import RunSpec
+from .common import FAST_PLAN
 
 HIGH_LR = 1e-2  # five times the recipe's peak; at 4e-3 all four variants trained alike on validation, without spikes
-HIGH_LR_EPOCHS = 2  # each run: 2 epochs (FAST: 2 epochs of FAST_TRAIN_IMAGES), cosine decay over them
+HIGH_LR_EPOCHS = 2  # each run: 2 epochs, cosine decay over them
 HIGH_LR_WARMUP = 0.5  # epochs of linear warm-up, where it is on
 SPIKE_WINDOW, SPIKE_FACTOR = 20, 3.0  # a gradient spike: a norm above 3x the median of the 20 steps before it
+
+
+def run_name(label: str) -> str:
+    """'warm-up + clipping' -> '04_warmup_clipping' (the seed is appended: '_s0')."""
+    return "04_" + label.replace(" + ", "_").replace(" ", "_").replace("-", "")
 
 
 def high_lr_variants() -> dict:
@@ -27,19 +33,16 @@ def high_lr_variants() -> dict:
             "neither": dataclasses.replace(base, warmup_epochs=0.0, grad_clip=0.0)}
 
 
-def run_name(label: str) -> str:
-    """'warm-up + clipping' -> '04_warmup_clipping' (the seed is appended: '_s0')."""
-    return "04_" + label.replace(" + ", "_").replace(" ", "_").replace("-", "")
+HIGH_LR_RUNS = {label: RunSpec(run_name(label), vit_tiny_mnist(), cfg, fast=FAST_PLAN)
+                for label, cfg in high_lr_variants().items()}
 
-
-def high_lr_runs(data, fast: bool = False, seeds=SEEDS) -> dict:
-    """{label: {seed: Run}} of `vit_tiny_mnist` for every variant; trained the first time, loaded afterwards."""
-    runs = {}
-    for label, cfg in high_lr_variants().items():
-        train_set, cfg = shrink_for_fast(data.train, cfg, fast)
-        runs[label] = seed_runs(run_name(label), vit_tiny_mnist(), train_set, data.val, cfg, seeds,
-                                runs_dir=notebook_runs_dir(fast), tensorboard=False, progress=False, verbose=False)
-    return runs
+# Twelve blocks, with the normalisation before each sublayer (pre-norm, as the ViT) or after it (the 2017
+# Transformer's post-norm): the default recipe for 2 epochs with a short warm-up.
+DEEP_TRAIN = dataclasses.replace(RECIPES["default"].train, epochs=2, warmup_epochs=0.2)
+DEEP_RUNS = {"pre-norm": RunSpec("04_deep_prenorm", vit_tiny_mnist(dim=64, depth=12, prenorm=True), DEEP_TRAIN,
+                                  fast=FAST_PLAN),
+             "post-norm": RunSpec("04_deep_postnorm", vit_tiny_mnist(dim=64, depth=12, prenorm=False), DEEP_TRAIN,
+                                  fast=FAST_PLAN)}
 
 
 def per_epoch(history, key: str = "grad_norm", reduce=np.median) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Notebook 14: sequences of digits. The task data (seeded sequences from the train / val / test images), the
 per-digit encoders (notebook 03's ViT frozen or fine-tuned, a small CNN trained end to end) and the named runs,
-kept under ``runs/14_sequences/`` (FAST: ``runs/fast/14_sequences/``) so re-running the notebook loads them."""
+kept under ``runs/14_sequences/`` (FAST: ``runs/fast/14_sequences/``) so re-running the notebook loads them.
+
+The set models train with their own small loop (`methods.sequences.fit_or_load`) and are kept as one file each:
+they are not yet run specs of the run store."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from ..methods.sequences import (
 )
 from ..models import CNNConfig, SmallCNN
 from ..models.sets import AnchorSetModel, SetConfig, SumSetModel, allow_length
-from .common import default_vit_run, notebook_runs_dir
+from .common import VIT_DEFAULT
+from .runner import fast_mode, runs_dir, trained
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Sizes:
 
 FULL = Sizes(train=20000, val=2000, test=5000, test_long=1000, epochs=6, cnn_epochs=5, vit_ft_epochs=2,
              vit_ft_train=10000)
-FAST = Sizes(train=1000, val=300, test=500, test_long=100, epochs=2, cnn_epochs=1, vit_ft_epochs=1, vit_ft_train=200)
+FAST_SIZES = Sizes(train=1000, val=300, test=500, test_long=100, epochs=2, cnn_epochs=1, vit_ft_epochs=1, vit_ft_train=200)
 CNN_ENCODER = CNNConfig(width=8, hidden=64)  # the small CNN trained end to end: SmallCNN at a quarter of the width
 LONG = (20, 50)  # extrapolation lengths
 FROZEN_LR = 3e-3  # peak learning rate of a set model on frozen features (batches of 128 sequences)
@@ -59,10 +63,10 @@ class SequenceLab:
     `add_frozen(name, encoder)` (e.g. the CNN trained on the sum task, reused for the anchor task).
     """
 
-    def __init__(self, data, fast: bool = False, vit=None):
-        self.data, self.fast = data, fast
-        self.sizes = FAST if fast else FULL
-        self.dir = notebook_runs_dir(fast) / "14_sequences"
+    def __init__(self, data, vit=None):
+        self.data = data
+        self.sizes = FAST_SIZES if fast_mode() else FULL  # the set models are not run specs yet: FAST sizes them here
+        self.dir = runs_dir() / "14_sequences"
         s = self.sizes
         self.train = sum_sequences(data.train, s.train, seed=0)
         self.val = sum_sequences(data.val, s.val, seed=1)
@@ -72,7 +76,7 @@ class SequenceLab:
         self.a_train = anchor_sequences(data.train, s.train, seed=10)
         self.a_val = anchor_sequences(data.val, s.val, seed=11)
         self.a_test = anchor_sequences(data.test, s.test, seed=12)
-        self.vit = vit if vit is not None else default_vit_run(data, fast, progress=False, verbose=False).model
+        self.vit = vit if vit is not None else trained(VIT_DEFAULT, data).model
         self.feats = {}  # encoder name -> {split: (N, E) features}
         self.add_frozen("vit", self.vit, published=True)
         self.blank = 2 * len(data.train)  # the blank image's row in the training table (published setting)
@@ -110,7 +114,7 @@ class SequenceLab:
         emb = self.embedder(encoder)
         model = SeqModel(cls(dataclasses.replace(cfg, embed_dim=emb.embed_dim)), emb)
         setup = {"model": model.head.cfg.to_dict(), "encoder": encoder, "n_train": len(train),
-                 "windows": train is self.windows, "fast": self.fast}
+                 "windows": train is self.windows, "fast": self.sizes is FAST_SIZES}
         hist = fit_or_load(self.dir / f"{name}.pt", model, train, tcfg, setup, blank=self.blank,
                            flip_offset=self.flip_offset)
         return model, hist

@@ -9,22 +9,17 @@ import dataclasses
 from ..analysis.positions import shuffled_accuracy
 from ..training.inference import predict_logits
 from ..training.recipes import RECIPES
-from .common import notebook_runs_dir, shrink_for_fast
-from .seeds import SEEDS, seed_runs
+from ..training.spec import RunSpec
+from .common import FAST_PLAN
 
-KINDS = ("learned", "sincos", "none")  # ViTConfig.pos_embed
-# The default recipe's 53 epochs cut to 18 (1 epoch of warm-up, cosine decay over the 18), the same for every
-# variant and seed: 9 runs of about 2.5 minutes on the project's 2-core CPU instead of 9 of 7. FAST: FAST_EPOCHS.
+POSITION_KINDS = ("learned", "sincos", "none")  # ViTConfig.pos_embed
+# The default recipe cut to 18 epochs (1 epoch of warm-up, cosine decay over the 18), the same for every variant
+# and seed, so that nine runs cost about three of the full recipe.
 ABLATION_EPOCHS = 18
 
-
-def ablation_runs(data, fast: bool = False, seeds=SEEDS) -> dict:
-    """{kind: {seed: Run}} for every kind of KINDS; trained the first time, loaded afterwards."""
-    r = RECIPES["default"]
-    train_set, cfg = shrink_for_fast(data.train, dataclasses.replace(r.train, epochs=ABLATION_EPOCHS), fast)
-    return {kind: seed_runs(f"05_{kind}", dataclasses.replace(r.model, pos_embed=kind), train_set, data.val, cfg,
-                            seeds, runs_dir=notebook_runs_dir(fast), tensorboard=False, progress=False, verbose=False)
-            for kind in KINDS}
+ABLATION_RUNS = {kind: RunSpec(f"05_{kind}", dataclasses.replace(RECIPES["default"].model, pos_embed=kind),
+                               dataclasses.replace(RECIPES["default"].train, epochs=ABLATION_EPOCHS), fast=FAST_PLAN)
+                 for kind in POSITION_KINDS}
 
 
 def ablation_scores(runs: dict, data, shuffle_seed: int = 0) -> dict:

@@ -1,6 +1,6 @@
 """Is this input like a digit? An out-of-distribution check for `vitlab predict` and the drawing pad.
 
-The score is the nearest-neighbour one of `openset.py` (Sun et al. 2022): the cosine similarity of an image's
+The score is the nearest-neighbour one (`analysis.knn`, Sun et al. 2022): the cosine similarity of an image's
 features to the closest feature of the model's own training images. The threshold is set on the model's
 validation images, prepared exactly as `predict` prepares a file (`images.restyle`), so that 95% of real
 digits pass (`tpr`); an image scoring below it is flagged "not like a digit?". The class is still reported:
@@ -10,9 +10,9 @@ Why nearest-neighbour: on validation, with 95% of real digits kept, it flagged m
 (Fashion-MNIST, noise, scribbles, letters) than max softmax, max logit or energy did for the default ViT
 (notebook 11 shows the comparison); label smoothing squeezes the logits, which blunts the logit-based scores.
 
-Fitting reads the training and validation splits the checkpoint records and takes a few seconds; `for_checkpoint`
-caches the result beside the checkpoint (``checkpoint.pt.digitcheck``), tied to the checkpoint's bytes, and
-never writes into the checkpoint itself.
+Fitting reads the training and validation splits the checkpoint records (a pass of the model over all of them),
+so `for_checkpoint` caches the result beside the checkpoint (``checkpoint.pt.digitcheck``), tied to the
+checkpoint's bytes, and never writes into the checkpoint itself.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..analysis.features import extract_features
+from ..analysis.knn import NearestNeighbourScore
 from ..data import ImageSet
 from ..images import restyle
+from ..methods.openset import threshold_at_tpr
 from ..training.checkpoints import atomic_save
 from ..training.evaluation import evaluation_split
-from .openset import threshold_at_tpr
 
 CACHE_SUFFIX = ".digitcheck"
 CACHE_VERSION = 2  # 2: to_mnist_style centres by mass at (14, 14), so validation scores moved
@@ -55,16 +55,12 @@ class DigitCheck:
 
     def score(self, features: torch.Tensor) -> np.ndarray:
         """(B, F) features -> (B,) cosine similarity to the nearest training image (higher = more like a digit)."""
-        f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
-        if f.shape[1] != self.bank.shape[1]:
-            raise ValueError(f"features have F={f.shape[1]}, the check was fitted on F={self.bank.shape[1]}")
-        bank = self._bank32
-        return torch.cat([(c @ bank.T).amax(dim=1) for c in f.split(1000)]).numpy()
+        return self._nearest(features)
 
     @cached_property
-    def _bank32(self) -> torch.Tensor:
-        """The bank in float32, converted once: the pad scores every stroke against all of it."""
-        return self.bank.float()
+    def _nearest(self) -> NearestNeighbourScore:
+        """The scorer over this check's bank, made once (it keeps the bank's float32 copy the pad scores against)."""
+        return NearestNeighbourScore(k=1).use_bank(self.bank)
 
     def digit_like(self, scores) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
@@ -84,7 +80,7 @@ def fit_digit_check(model, train: ImageSet, val: ImageSet, tpr: float = 0.95, la
     if not 0 < tpr < 1:
         raise ValueError(f"tpr must be in (0, 1), got {tpr}")
     layer = layer or feature_layer(model)
-    bank = F.normalize(torch.as_tensor(extract_features(model, train, layer=layer)), dim=1).half()
+    bank = NearestNeighbourScore().fit(extract_features(model, train, layer=layer), dtype=torch.float16).bank
     check = DigitCheck(layer, 0.0, tpr, bank, np.zeros(0))
     check.val_scores = check.scores_of(model, val)
     check.threshold = threshold_at_tpr(check.val_scores, tpr)
