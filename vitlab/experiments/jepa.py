@@ -60,13 +60,9 @@ def collapse_spec(teacher: str) -> RunSpec:
     default = JEPAConfig().ema_momentum
     return RunSpec(f"12_collapse_{teacher}", JEPAConfig(teacher=teacher),
                    dataclasses.replace(jepa_pretrain_config(), epochs=COLLAPSE_EPOCHS, warmup_epochs=0.5),
-                   few_take(COLLAPSE_IMAGES), objective=Part.of("jepa"), callbacks=(_monitor(default),),
+                   DataSpec(train=(Part.of("take", n=COLLAPSE_IMAGES),)), objective=Part.of("jepa"),
+                   callbacks=(_monitor(default),),
                    fast=Fast(images=2000, epochs=2, val_images=1000, callbacks=(_monitor(default, 1000, 500),)))
-
-
-def few_take(n: int) -> DataSpec:
-    """A seeded subset of `n` training images, validated on the whole validation split."""
-    return DataSpec(train=(Part.of("take", n=n),))
 
 
 def jepa_finetune_spec(n_labels: int, masking: str) -> RunSpec:

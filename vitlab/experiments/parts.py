@@ -5,8 +5,6 @@ images so far (a split, or what the steps before made of it) and returns new one
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ..data import ImageSet
@@ -106,7 +104,3 @@ def jepa_callbacks(ctx: Context, train_set, val_set, ema: tuple = (0.996, 1.0), 
 
     return callbacks(ctx.data.train.take(reference), ctx.data.val.take(probe), ema=tuple(ema))
 
-
-def replace_train(spec, **changes):
-    """`spec` with some of its TrainConfig fields changed."""
-    return spec.derive(train=dataclasses.replace(spec.train, **changes))

@@ -112,10 +112,10 @@ def build_init(init: Optional[Init], data) -> Optional[torch.nn.Module]:
     if init.take == "model":
         return source.model
     if init.seed is None:
-        return encoder_of(source.model, num_classes=10)
+        return encoder_of(source.model, num_classes=init.num_classes)
     with torch.random.fork_rng():  # the fresh head from the seed, without moving the caller's generator
         torch.manual_seed(init.seed)
-        return encoder_of(source.model, num_classes=10)
+        return encoder_of(source.model, num_classes=init.num_classes)
 
 
 def trained(spec: RunSpec, data, show: Show = QUIET, retrain: bool = False) -> Run:

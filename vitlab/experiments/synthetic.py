@@ -42,7 +42,6 @@ FULL_SYNTHETIC = 0.1  # full-data run: synthetic images added, as a share of the
 LABELS_PER_CLASS = (1, 10, 100)
 ARMS = ("real", "mix", "pre")
 DESIGN_MIXES = ((0.25, CVAE_SHARE), (0.5, CVAE_SHARE), (0.75, CVAE_SHARE), (0.5, 0.0))  # (share, VAE share) tried
-QUIET_FAST = Fast(epochs=1)
 
 
 def synthetic_pool(data, n: int = POOL_SIZE) -> ImageSet:
@@ -147,7 +146,7 @@ def cvae_spec(k: int, seed: int = 0) -> RunSpec:
                      schedule="cosine", label_smoothing=0.0, grad_clip=0.0, augment=Augment(), seed=seed)
     return RunSpec(f"13_cvae_n{k}_s{seed}", CVAEConfig(), tc, DataSpec(train=_real(k, seed, EPOCH_IMAGES), val=None),
                    objective=Part.of("cvae"),
-                   fast=dataclasses.replace(QUIET_FAST, data=DataSpec(train=_real(k, seed, FAST_EPOCH_IMAGES), val=None)))
+                   fast=Fast(epochs=1, data=DataSpec(train=_real(k, seed, FAST_EPOCH_IMAGES), val=None)))
 
 
 def few_label_spec(k: int, arm: str, seed: int = 0, validate: bool = False, tag: str = "",
@@ -166,7 +165,7 @@ def few_label_spec(k: int, arm: str, seed: int = 0, validate: bool = False, tag:
 
     return RunSpec(f"13_n{k}_{arm}{tag}_s{seed}", RECIPES["default"].model, few_config(seed), data(EPOCH_IMAGES, POOL_SIZE),
                    init=Init(zero_spec(seed)) if arm == "pre" else None,
-                   fast=dataclasses.replace(QUIET_FAST, data=data(FAST_EPOCH_IMAGES, FAST_POOL)))
+                   fast=Fast(epochs=1, data=data(FAST_EPOCH_IMAGES, FAST_POOL)))
 
 
 def design_specs() -> dict:

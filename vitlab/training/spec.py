@@ -90,14 +90,14 @@ class DataSpec:
 @dataclass(frozen=True)
 class Init:
     """Start from another run's weights: `take` names what of it ("model": the whole model, every tensor whose name
-    and shape match; "encoder": the ViT inside an MAE, JEPA or classifier, with a fresh 10-way head, drawn from
-    `seed` when given). `hub`: instead of a run, published weights by their timm name (needs internet)."""
+    and shape match; "encoder": the ViT inside an MAE, JEPA or classifier, with a fresh `num_classes`-way head,
+    drawn from `seed` when given). `hub`: instead of a run, published weights by their timm name (needs internet)."""
 
     run: Optional["RunSpec"] = None
     take: str = "model"
     seed: Optional[int] = None
     hub: Optional[str] = None
-    num_classes: int = 10  # the hub model's head
+    num_classes: int = 10  # the head of the encoder or the hub model
 
 
 @dataclass(frozen=True)
