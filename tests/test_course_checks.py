@@ -47,11 +47,13 @@ def test_exercises_follow_the_convention(path):
 # --- the checker itself, on notebooks built here ---------------------------------------------------------------
 
 def _cell(kind, source, outputs=(), count=None, tags=(), hidden=False):
+    """`hidden`: True hides the source (and a code cell's outputs), "source" only the source."""
     cell = {"cell_type": kind, "metadata": {}, "source": source}
     if tags:
         cell["metadata"]["tags"] = list(tags)
     if hidden:
-        cell["metadata"]["jupyter"] = {"source_hidden": True}
+        outputs_too = hidden is True and kind == "code"
+        cell["metadata"]["jupyter"] = {"source_hidden": True, **({"outputs_hidden": True} if outputs_too else {})}
     if kind == "code":
         cell.update(outputs=list(outputs), execution_count=count)
     return cell
@@ -103,6 +105,13 @@ def test_stderr_errors_order_and_words_in_text_are_found(tmp_path):
         assert words in problems
 
 
+def test_an_nbval_marker_in_the_code_is_found(tmp_path):
+    marked = _write(tmp_path, [_cell("code", "print(1)  # NBVAL_CHECK_OUTPUT", [_stream("1\n")], 1)], "marked.ipynb")
+    assert any("nbval marker" in line for line in nbcheck.output_problems(marked))
+    tagged = _write(tmp_path, [_cell("code", "print(1)", [_stream("1\n")], 1, tags=["nbval-check-output"])])
+    assert nbcheck.output_problems(tagged) == []
+
+
 def test_unexecuted_notebook_and_size_are_found(tmp_path, monkeypatch):
     p = _write(tmp_path, [_cell("code", "print(1)")])
     assert "no outputs" in nbcheck.output_problems(p)[0]
@@ -122,6 +131,7 @@ def test_a_well_formed_exercise_section_passes(tmp_path):
     (dict(predict=False), "Predict first"),
     (dict(assert_=False), "asserts"),
     (dict(hidden=False), "not hidden"),
+    (dict(hidden="source"), "outputs_hidden"),  # the source hidden, but its outputs would give the answer away
     (dict(expected=False), "Expected outcome"),
 ])
 def test_a_broken_exercise_is_named(tmp_path, broken, words):

@@ -11,8 +11,8 @@ The exercise convention (docs/teaching.md explains it for teachers):
 - a notebook ends with a `## Exercises` section of 2 to 4 exercises;
 - each opens with a markdown cell whose first line is `### Exercise <n>: <title>` and which asks the reader to
   predict before running (a line starting `**Predict first:**`);
-- its solution follows in cells tagged `solution`, their source hidden in JupyterLab (metadata
-  `jupyter.source_hidden`); at least one of them is code that asserts the expected outcome, so CI (FAST mode) fails
+- its solution follows in cells tagged `solution`, their source and outputs hidden in JupyterLab (metadata
+  `jupyter.source_hidden`, and `jupyter.outputs_hidden` on code cells); at least one of them is code that asserts the expected outcome, so CI (FAST mode) fails
   when an exercise breaks, and one says the outcome in words (`**Expected outcome:**`).
 """
 
@@ -62,7 +62,7 @@ def is_solution(cell: dict) -> bool:
 
 def output_problems(path: Path) -> list[str]:
     """What a reader of the committed outputs would trip over: absolute paths, warnings, nan, tracker words in
-    outputs or text, errors, stderr, execution counts out of order, a notebook never run."""
+    outputs or text, errors, stderr, execution counts out of order, a notebook never run, nbval markers in code."""
     nb, name = load(path), Path(path).name
     problems = []
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -81,6 +81,8 @@ def output_problems(path: Path) -> list[str]:
             continue
         if cell["cell_type"] != "code":
             continue
+        if re.search(r"#\s*NBVAL_", _text(cell["source"])):  # the learner's code stays clean: a cell tag says it
+            problems.append(f"{where}: an nbval marker in the code (tag the cell nbval-check-output instead)")
         seen = {}  # one line per kind of problem and cell, with how many lines show it
         for out in cell.get("outputs", []):
             text = output_text(out)
@@ -143,8 +145,11 @@ def exercise_problems(path: Path) -> list[str]:
             problems.append(f"{where}: no solution code cell (tagged 'solution') that asserts the expected outcome")
         if not any("**Expected outcome:**" in _text(c["source"]) for c in sol):
             problems.append(f"{where}: no solution cell saying '**Expected outcome:**'")
-        if any(not c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in sol):
-            problems.append(f"{where}: a solution cell is not hidden (metadata jupyter.source_hidden)")
+        hidden = lambda c: c.get("metadata", {}).get("jupyter", {})  # noqa: E731
+        if any(not hidden(c).get("source_hidden") or (c["cell_type"] == "code" and not hidden(c).get("outputs_hidden"))
+               for c in sol):
+            problems.append(f"{where}: a solution cell is not hidden (metadata jupyter.source_hidden, and "
+                            f"jupyter.outputs_hidden on code: its outputs would answer before the learner predicts)")
     stray = [i for i, c in enumerate(cells) if is_solution(c) and (not heads or i < heads[0])]
     if stray:
         problems.append(f"{name}: solution cells outside the Exercises section (cells {stray})")
